@@ -1,0 +1,131 @@
+//! Admin operations shared by the CLI and (later) the HTTP API: input validation in
+//! one place, store calls, and rendering for the terminal. Time is a parameter.
+
+pub mod tokens;
+
+use crate::store::StoreError;
+
+/// Which input field a validation error is about, named the way each front end
+/// spells it: the CLI flag, the CSV column, and the API's PropertyName.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    BusinessId,
+    AccessCode,
+    MinutesIncluded,
+    Description,
+    ValidFrom,
+    ValidTo,
+    UserLimit,
+    DeviceLimit,
+    MacAddress,
+    BookingGuid,
+    VisitorGuid,
+    At,
+}
+
+impl Field {
+    pub fn cli_flag(self) -> &'static str {
+        match self {
+            Self::BusinessId => "--business-id",
+            Self::AccessCode => "--code",
+            Self::MinutesIncluded => "--minutes",
+            Self::Description => "--description",
+            Self::ValidFrom => "--valid-from",
+            Self::ValidTo => "--valid-to",
+            Self::UserLimit => "--user-limit",
+            Self::DeviceLimit => "--device-limit",
+            Self::MacAddress => "--mac",
+            Self::BookingGuid => "--booking-guid",
+            Self::VisitorGuid => "--visitor-guid",
+            Self::At => "--at",
+        }
+    }
+
+    pub fn csv_column(self) -> &'static str {
+        match self {
+            Self::BusinessId => "business_id",
+            Self::AccessCode => "access_code",
+            Self::MinutesIncluded => "minutes_included",
+            Self::Description => "description",
+            Self::ValidFrom => "valid_from",
+            Self::ValidTo => "valid_to",
+            Self::UserLimit => "user_limit",
+            Self::DeviceLimit => "device_limit",
+            Self::MacAddress => "mac_address",
+            Self::BookingGuid => "booking_guid",
+            Self::VisitorGuid => "visitor_guid",
+            Self::At => "at",
+        }
+    }
+
+    pub fn api_name(self) -> &'static str {
+        match self {
+            Self::BusinessId => "BusinessId",
+            Self::AccessCode => "AccessCode",
+            Self::MinutesIncluded => "MinutesIncluded",
+            Self::Description => "Description",
+            Self::ValidFrom => "ValidFrom",
+            Self::ValidTo => "ValidTo",
+            Self::UserLimit => "UserLimit",
+            Self::DeviceLimit => "DeviceLimit",
+            Self::MacAddress => "MacAddress",
+            Self::BookingGuid => "BookingGuid",
+            Self::VisitorGuid => "VisitorGuid",
+            Self::At => "At",
+        }
+    }
+}
+
+/// One bad input value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: Field,
+    /// The value as given (codes are not echoed here, see `tokens::parse`).
+    pub value: Option<String>,
+    pub message: String,
+}
+
+/// How a front end names fields in messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    Cli,
+    Csv,
+}
+
+pub fn describe(errors: &[FieldError], naming: Naming) -> String {
+    errors
+        .iter()
+        .map(|e| {
+            let name = match naming {
+                Naming::Cli => e.field.cli_flag(),
+                Naming::Csv => e.field.csv_column(),
+            };
+            match &e.value {
+                Some(v) => format!("{name}: {v:?} {}", e.message),
+                None => format!("{name}: {}", e.message),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("{}", describe(.0, Naming::Cli))]
+    Invalid(Vec<FieldError>),
+    #[error("{file} line {line}: {message}")]
+    Csv {
+        file: String,
+        line: u64,
+        message: String,
+    },
+    #[error("no access token with code {code}{}", .business_id.map(|b| format!(" in business {b}")).unwrap_or_default())]
+    NotFound {
+        code: String,
+        business_id: Option<i64>,
+    },
+    #[error("code {code} exists in businesses {businesses:?}; add --business-id")]
+    Ambiguous { code: String, businesses: Vec<i64> },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

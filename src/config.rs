@@ -1,0 +1,525 @@
+//! The TOML config file. Every struct is `deny_unknown_fields` (a typo is an error,
+//! not a silently ignored key) and [`Config::load`] validates everything before the
+//! server binds a socket; every error names the key and the value.
+
+use crate::protocol::{Dictionary, DictionaryError, EncodedAttribute};
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// The dictionaries shipped in `dictionaries/`, compiled in so vendor attributes work
+/// wherever the binary runs; `[server] dictionaries` adds more files.
+pub const BUILTIN_DICTIONARIES: [(&str, &str); 3] = [
+    (
+        "dictionaries/dictionary.rfc",
+        include_str!("../dictionaries/dictionary.rfc"),
+    ),
+    (
+        "dictionaries/dictionary.mikrotik",
+        include_str!("../dictionaries/dictionary.mikrotik"),
+    ),
+    (
+        "dictionaries/dictionary.wispr",
+        include_str!("../dictionaries/dictionary.wispr"),
+    ),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key} = {value}: {reason}")]
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("cannot read dictionary {path} (from [server] dictionaries): {source}")]
+    DictionaryRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("dictionary: {0}")]
+    Dictionary(#[from] DictionaryError),
+}
+
+fn invalid(
+    key: impl Into<String>,
+    value: impl fmt::Debug,
+    reason: impl Into<String>,
+) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        value: format!("{value:?}"),
+        reason: reason.into(),
+    }
+}
+
+/// A shared secret. Its `Debug` never shows the value, so a config printed for
+/// troubleshooting cannot leak it.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret(<{} bytes>)", self.0.len())
+    }
+}
+
+/// How the password of an Access-Request is checked.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PasswordMode {
+    /// The password (PAP or CHAP) must equal the code typed as User-Name.
+    #[default]
+    Code,
+    /// Any password is accepted: for portals that send the code only as User-Name.
+    Any,
+}
+
+/// A reply attribute value as written in TOML: a string or an integer.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum AttributeValue {
+    Text(String),
+    Integer(i64),
+}
+
+impl fmt::Display for AttributeValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Text(s) => f.write_str(s),
+            Self::Integer(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub server: ServerSection,
+    #[serde(default)]
+    pub reply: ReplySection,
+    #[serde(default, rename = "client")]
+    pub clients: Vec<ClientSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    #[serde(default = "default_auth_listen")]
+    pub auth_listen: String,
+    #[serde(default = "default_acct_listen")]
+    pub acct_listen: String,
+    #[serde(default = "default_database")]
+    pub database: PathBuf,
+    /// Extra FreeRADIUS-format dictionary files (relative to the config file).
+    #[serde(default)]
+    pub dictionaries: Vec<PathBuf>,
+    /// How long a response is kept to answer retransmits identically (RFC 5080 2.2.2).
+    #[serde(default = "default_retransmit_seconds")]
+    pub retransmit_cache_seconds: u64,
+}
+
+fn default_auth_listen() -> String {
+    "0.0.0.0:1812".into()
+}
+fn default_acct_listen() -> String {
+    "0.0.0.0:1813".into()
+}
+fn default_database() -> PathBuf {
+    "pinradius.db".into()
+}
+fn default_retransmit_seconds() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplySection {
+    pub idle_timeout: Option<i64>,
+    pub acct_interim_interval: Option<i64>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, AttributeValue>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSection {
+    pub name: String,
+    pub address: String,
+    pub secret: Secret,
+    pub business_id: i64,
+    #[serde(default = "yes")]
+    pub require_message_authenticator: bool,
+    #[serde(default)]
+    pub password_mode: PasswordMode,
+    /// Reply attributes for this client only; they override `[reply.attributes]`.
+    #[serde(default)]
+    pub reply_attributes: BTreeMap<String, AttributeValue>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A validated client: what the server needs per NAS.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub name: String,
+    /// Exact address (a /32 or /128) or a CIDR range.
+    pub network: IpNet,
+    pub secret: Secret,
+    pub business_id: i64,
+    pub require_message_authenticator: bool,
+    pub password_mode: PasswordMode,
+    /// Attributes added to every Access-Accept for this client, already encoded.
+    pub reply_attributes: Vec<EncodedAttribute>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from; relative paths inside are relative to its folder.
+    pub path: PathBuf,
+    pub auth_listen: SocketAddr,
+    pub acct_listen: SocketAddr,
+    pub database: PathBuf,
+    pub retransmit_cache_seconds: u64,
+    pub idle_timeout: Option<u32>,
+    pub acct_interim_interval: Option<u32>,
+    pub clients: Vec<Client>,
+}
+
+fn parse_listen(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value
+        .parse()
+        .map_err(|_| invalid(key, value, "expected IP:port, e.g. \"0.0.0.0:1812\""))
+}
+
+/// `address` of a client: an IP address or a CIDR network (host bits must be zero, so
+/// a typo such as 10.1.2.3/16 is not silently widened).
+pub fn parse_client_address(key: &str, value: &str) -> Result<IpNet, ConfigError> {
+    if let Ok(ip) = value.parse::<IpAddr>() {
+        return Ok(IpNet::from(ip));
+    }
+    let net: IpNet = value.parse().map_err(|_| {
+        invalid(
+            key,
+            value,
+            "expected an IP address (192.168.88.1) or a CIDR (10.10.0.0/16)",
+        )
+    })?;
+    if net.trunc() != net {
+        return Err(invalid(
+            key,
+            value,
+            format!("host bits are set; did you mean {}?", net.trunc()),
+        ));
+    }
+    Ok(net)
+}
+
+fn positive_u32(key: &str, value: Option<i64>) -> Result<Option<u32>, ConfigError> {
+    match value {
+        None => Ok(None),
+        Some(v) if v >= 1 && v <= i64::from(u32::MAX) => Ok(Some(v as u32)),
+        Some(v) => Err(invalid(
+            key,
+            v,
+            "must be a whole number of seconds, at least 1",
+        )),
+    }
+}
+
+fn encode_attributes(
+    key: &str,
+    dictionary: &Dictionary,
+    attributes: &BTreeMap<String, AttributeValue>,
+) -> Result<Vec<(String, EncodedAttribute)>, ConfigError> {
+    attributes
+        .iter()
+        .map(|(name, value)| {
+            dictionary
+                .encode(name, &value.to_string())
+                .map(|e| (name.to_ascii_lowercase(), e))
+                .map_err(|e| {
+                    invalid(
+                        format!("{key}.\"{name}\""),
+                        value.to_string(),
+                        e.to_string(),
+                    )
+                })
+        })
+        .collect()
+}
+
+impl Config {
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(path, &text)
+    }
+
+    /// Parses and validates config text; `path` anchors relative paths.
+    pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+
+        let auth_listen = parse_listen("server.auth_listen", &raw.server.auth_listen)?;
+        let acct_listen = parse_listen("server.acct_listen", &raw.server.acct_listen)?;
+        if raw.server.database.as_os_str().is_empty() {
+            return Err(invalid("server.database", "", "must name a file"));
+        }
+        if !(1..=3600).contains(&raw.server.retransmit_cache_seconds) {
+            return Err(invalid(
+                "server.retransmit_cache_seconds",
+                raw.server.retransmit_cache_seconds,
+                "must be 1..=3600",
+            ));
+        }
+
+        let mut dictionary = Dictionary::default();
+        for (name, text) in BUILTIN_DICTIONARIES {
+            dictionary.load(name, text)?;
+        }
+        for p in &raw.server.dictionaries {
+            let full = resolve(p);
+            let text =
+                std::fs::read_to_string(&full).map_err(|source| ConfigError::DictionaryRead {
+                    path: full.clone(),
+                    source,
+                })?;
+            dictionary.load(&full.display().to_string(), &text)?;
+        }
+
+        let idle_timeout = positive_u32("reply.idle_timeout", raw.reply.idle_timeout)?;
+        let acct_interim_interval = positive_u32(
+            "reply.acct_interim_interval",
+            raw.reply.acct_interim_interval,
+        )?;
+        if let Some(i) = acct_interim_interval
+            && i < 60
+        {
+            return Err(invalid(
+                "reply.acct_interim_interval",
+                i,
+                "RFC 2869 5.16 asks for at least 60 seconds",
+            ));
+        }
+        let common = encode_attributes("reply.attributes", &dictionary, &raw.reply.attributes)?;
+
+        if raw.clients.is_empty() {
+            return Err(invalid(
+                "client",
+                "[]",
+                "at least one [[client]] is needed: requests from anyone else are dropped",
+            ));
+        }
+        let mut clients = Vec::with_capacity(raw.clients.len());
+        for (i, c) in raw.clients.iter().enumerate() {
+            let key = |k: &str| format!("client[{i}].{k}");
+            if c.name.trim().is_empty() {
+                return Err(invalid(key("name"), &c.name, "must not be empty"));
+            }
+            if clients.iter().any(|o: &Client| o.name == c.name) {
+                return Err(invalid(
+                    key("name"),
+                    &c.name,
+                    "another [[client]] has this name",
+                ));
+            }
+            let network = parse_client_address(&key("address"), &c.address)?;
+            if let Some(other) = clients.iter().find(|o: &&Client| o.network == network) {
+                return Err(invalid(
+                    key("address"),
+                    &c.address,
+                    format!("client {:?} has the same address", other.name),
+                ));
+            }
+            if c.secret.is_empty() {
+                return Err(invalid(key("secret"), "", "must not be empty"));
+            }
+            if c.business_id < 1 {
+                return Err(invalid(
+                    key("business_id"),
+                    c.business_id,
+                    "must be a business id, 1 or more",
+                ));
+            }
+            let own =
+                encode_attributes(&key("reply_attributes"), &dictionary, &c.reply_attributes)?;
+            let mut merged: BTreeMap<String, EncodedAttribute> = common.iter().cloned().collect();
+            merged.extend(own);
+            clients.push(Client {
+                name: c.name.clone(),
+                network,
+                secret: c.secret.clone(),
+                business_id: c.business_id,
+                require_message_authenticator: c.require_message_authenticator,
+                password_mode: c.password_mode,
+                reply_attributes: merged.into_values().collect(),
+            });
+        }
+
+        Ok(Config {
+            path: path.to_path_buf(),
+            auth_listen,
+            acct_listen,
+            database: resolve(&raw.server.database),
+            retransmit_cache_seconds: raw.server.retransmit_cache_seconds,
+            idle_timeout,
+            acct_interim_interval,
+            clients,
+        })
+    }
+
+    /// Things that are allowed but unwise, for `check-config` to print.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        for c in &self.clients {
+            if c.secret.len() < 16 {
+                w.push(format!(
+                    "client {:?}: secret is {} characters; use 16 or more",
+                    c.name,
+                    c.secret.len()
+                ));
+            }
+            if !c.require_message_authenticator {
+                w.push(format!(
+                    "client {:?}: require_message_authenticator = false leaves it open to BlastRADIUS (CVE-2024-3596)",
+                    c.name
+                ));
+            }
+        }
+        w
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[server]
+auth_listen = "127.0.0.1:1812"
+database = "data/p.db"
+[reply]
+idle_timeout = 300
+[reply.attributes]
+"Mikrotik-Rate-Limit" = "10M/10M"
+[[client]]
+name = "lobby"
+address = "192.168.88.1"
+secret = "0123456789abcdef"
+business_id = 1
+[[client]]
+name = "floor2"
+address = "10.10.0.0/16"
+secret = "0123456789abcdef"
+business_id = 2
+password_mode = "any"
+require_message_authenticator = false
+reply_attributes = { "Mikrotik-Rate-Limit" = "2M/2M", "WISPr-Bandwidth-Max-Down" = 2000000 }
+"#;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(Path::new("/etc/pinradius/pinradius.toml"), text)
+    }
+
+    #[test]
+    fn good_config_resolves_paths_and_attributes() {
+        let c = load(GOOD).unwrap();
+        assert_eq!(c.database, PathBuf::from("/etc/pinradius/data/p.db"));
+        assert_eq!(c.acct_listen, "0.0.0.0:1813".parse().unwrap());
+        assert_eq!(c.clients[0].reply_attributes.len(), 1);
+        assert_eq!(c.clients[0].reply_attributes[0].value, b"10M/10M");
+        assert_eq!(c.clients[1].reply_attributes.len(), 2);
+        assert!(
+            c.clients[1]
+                .reply_attributes
+                .iter()
+                .any(|a| a.value == b"2M/2M")
+        );
+        assert_eq!(c.clients[1].password_mode, PasswordMode::Any);
+        assert!(c.clients[0].require_message_authenticator);
+        assert_eq!(c.warnings().len(), 1);
+        assert!(
+            !format!("{:?}", c).contains("0123456789abcdef"),
+            "secrets never in Debug output"
+        );
+    }
+
+    fn err(text: &str) -> String {
+        load(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_key_and_value() {
+        let e = err(&GOOD.replace("192.168.88.1", "192.168.888.1"));
+        assert!(
+            e.contains("client[0].address") && e.contains("192.168.888.1"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("10.10.0.0/16", "10.10.1.0/16"));
+        assert!(
+            e.contains("client[1].address") && e.contains("10.10.0.0/16"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("127.0.0.1:1812", "127.0.0.1"));
+        assert!(
+            e.contains("server.auth_listen") && e.contains("127.0.0.1"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("business_id = 2", "business_id = 0"));
+        assert!(e.contains("client[1].business_id = 0"), "{e}");
+        let e = err(&GOOD.replace("\"10M/10M\"", "\"10M/10M\"\n\"Mikrotik-Nope\" = \"x\""));
+        assert!(e.contains("Mikrotik-Nope"), "{e}");
+        let e = err(&GOOD.replace("idle_timeout = 300", "idle_timeout = -5"));
+        assert!(e.contains("reply.idle_timeout") && e.contains("-5"), "{e}");
+        let e = err(&GOOD.replace("password_mode = \"any\"", "password_mode = \"sometimes\""));
+        assert!(e.contains("sometimes"), "{e}");
+        let e = err(&GOOD.replace("name = \"floor2\"", "name = \"lobby\""));
+        assert!(e.contains("client[1].name"), "{e}");
+        let e = err(&GOOD.replace("[reply]", "[reply]\nidle_timout = 3"));
+        assert!(e.contains("idle_timout"), "{e}");
+        let e = err("[server]\n");
+        assert!(e.contains("[[client]]"), "{e}");
+    }
+}

@@ -1,0 +1,163 @@
+//! The `pinradius` binary: parse the command line, set up logging, dispatch. Errors
+//! print as `error: ...` and exit 1.
+
+use anyhow::{Context as _, Result};
+use clap::Parser;
+use pinradius::cli::{Cli, Command, CreateArgs, TokenCommand};
+use pinradius::clock::SystemClock;
+use pinradius::commands::{self, CommandError, Field, tokens};
+use pinradius::config::Config;
+use pinradius::server::Server;
+use pinradius::store::Store;
+use std::sync::Arc;
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn business(v: Option<String>) -> Result<Option<i64>, CommandError> {
+    v.map(|v| match v.trim().parse::<i64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(CommandError::Invalid(vec![commands::FieldError {
+            field: Field::BusinessId,
+            value: Some(v.clone()),
+            message: "is not a whole number of 1 or more".into(),
+        }])),
+    })
+    .transpose()
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let config = Config::load(&cli.config)?;
+    match cli.command {
+        Command::CheckConfig => {
+            for w in config.warnings() {
+                println!("warning: {w}");
+            }
+            println!(
+                "{}: OK ({} client(s), database {})",
+                cli.config.display(),
+                config.clients.len(),
+                config.database.display()
+            );
+            Ok(())
+        }
+        Command::Serve => serve(config),
+        Command::Token(cmd) => {
+            let cmd = *cmd;
+            let store = Store::open(&config.database)?;
+            let now = chrono::Utc::now();
+            let out = match cmd {
+                TokenCommand::Create(a) => {
+                    tokens::create(&store, &create_input(a), now)?.to_string() + "\n"
+                }
+                TokenCommand::List { json, business_id } => {
+                    tokens::list(&store, business(business_id)?, json)?
+                }
+                TokenCommand::Show {
+                    code,
+                    business_id,
+                    json,
+                } => tokens::show(&store, &code, business(business_id)?, json)?,
+                TokenCommand::Revoke { code, business_id } => {
+                    tokens::revoke(&store, &code, business(business_id)?, now)? + "\n"
+                }
+                TokenCommand::Import { file } => {
+                    let f = std::fs::File::open(&file)
+                        .with_context(|| format!("cannot open {}", file.display()))?;
+                    let ids = tokens::import_csv(&store, &file.display().to_string(), f, now)?;
+                    format!(
+                        "imported {} token(s), ids {}..={}\n",
+                        ids.len(),
+                        ids[0],
+                        ids[ids.len() - 1]
+                    )
+                }
+                TokenCommand::Explain {
+                    code,
+                    mac,
+                    business_id,
+                    at,
+                } => {
+                    let device = mac
+                        .map(|m| tokens::parse_mac(Field::MacAddress, &m))
+                        .transpose()
+                        .map_err(|e| CommandError::Invalid(vec![e]))?;
+                    let at = at
+                        .map(|t| tokens::parse_time(Field::At, &t))
+                        .transpose()
+                        .map_err(|e| CommandError::Invalid(vec![e]))?;
+                    tokens::explain(
+                        &store,
+                        &code,
+                        business(business_id)?,
+                        device,
+                        at.unwrap_or(now),
+                    )?
+                }
+            };
+            print!("{out}");
+            Ok(())
+        }
+    }
+}
+
+fn create_input(a: CreateArgs) -> tokens::TokenInput {
+    tokens::TokenInput {
+        business_id: Some(a.business_id),
+        access_code: Some(a.code),
+        minutes_included: Some(a.minutes),
+        description: a.description,
+        valid_from: a.valid_from,
+        valid_to: a.valid_to,
+        user_limit: a.user_limit,
+        device_limit: a.device_limit,
+        mac_address: a.mac,
+        booking_guid: a.booking_guid,
+        visitor_guid: a.visitor_guid,
+    }
+}
+
+fn serve(config: Config) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let store = Arc::new(Store::open(&config.database)?);
+        let server = Server::bind(&config, store, Arc::new(SystemClock))
+            .await
+            .with_context(|| format!("cannot bind server.auth_listen = {}", config.auth_listen))?;
+        tracing::info!(auth = %server.auth_addr()?, database = %config.database.display(), clients = config.clients.len(), "pinradius listening");
+        server.run(shutdown_signal()).await?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// Completes on SIGTERM or Ctrl-C (SIGINT).
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C received"),
+    }
+}

@@ -1,0 +1,202 @@
+//! Plain data shared by every layer: tokens, their usage, device addresses. No I/O and
+//! no rules beyond what keeps a value well-formed (a [`Mac`] is always normalised).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A device's MAC address (from Calling-Station-Id or an admin), always normalised to
+/// upper-case colon form `AA:BB:CC:DD:EE:FF` so one device is one value however the
+/// NAS or the admin spelled it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Mac([u8; 6]);
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error(
+    "{value:?} is not a MAC address (expected e.g. AA:BB:CC:DD:EE:FF, aa-bb-cc-dd-ee-ff, aabb.ccdd.eeff or AABBCCDDEEFF)"
+)]
+pub struct MacParseError {
+    pub value: String,
+}
+
+impl Mac {
+    pub fn octets(&self) -> [u8; 6] {
+        self.0
+    }
+}
+
+impl FromStr for Mac {
+    type Err = MacParseError;
+
+    /// Accepts `aa:bb:cc:dd:ee:ff`, `aa-bb-cc-dd-ee-ff`, `aabb.ccdd.eeff` (Cisco),
+    /// `aabbccddeeff`, in either case. Separators must be used consistently and in
+    /// their usual places, so a string that merely contains twelve hex digits (an IP
+    /// address, a phone number) is not taken for a MAC.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || MacParseError {
+            value: s.to_string(),
+        };
+        let t = s.trim();
+        let groups: Vec<&str> = if t.len() == 17 && (t.contains(':') || t.contains('-')) {
+            let sep = if t.contains(':') { ':' } else { '-' };
+            let g: Vec<&str> = t.split(sep).collect();
+            if g.len() != 6 || g.iter().any(|x| x.len() != 2) {
+                return Err(err());
+            }
+            g
+        } else if t.len() == 14 && t.contains('.') {
+            let g: Vec<&str> = t.split('.').collect();
+            if g.len() != 3 || g.iter().any(|x| x.len() != 4) {
+                return Err(err());
+            }
+            g
+        } else if t.len() == 12 {
+            vec![t]
+        } else {
+            return Err(err());
+        };
+        let hex: String = groups.concat();
+        if hex.len() != 12 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(err());
+        }
+        let mut out = [0u8; 6];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| err())?;
+        }
+        Ok(Mac(out))
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let o = self.0;
+        write!(
+            f,
+            "{:02X}:{:02X}:{:02X}:{:02X}:{:02X}:{:02X}",
+            o[0], o[1], o[2], o[3], o[4], o[5]
+        )
+    }
+}
+
+impl fmt::Debug for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Mac({self})")
+    }
+}
+
+impl Serialize for Mac {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Mac {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Codes and PINs are credentials: logs show only the last two characters.
+pub fn mask_code(code: &str) -> String {
+    let n = code.chars().count();
+    let tail: String = code.chars().skip(n.saturating_sub(2)).collect();
+    format!("{}{}", "*".repeat(n.saturating_sub(2).max(3)), tail)
+}
+
+/// An access token as stored (the seed API object, SPEC section 1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccessToken {
+    pub id: i64,
+    pub business_id: i64,
+    /// The code typed at the portal; stored as typed so CHAP can be verified.
+    pub access_code: String,
+    pub minutes_included: u32,
+    pub description: Option<String>,
+    pub valid_from: Option<DateTime<Utc>>,
+    pub valid_to: Option<DateTime<Utc>>,
+    /// Simultaneous use: devices online with the token at the same time.
+    pub user_limit: Option<u32>,
+    /// Distinct devices that may ever be bound to the token.
+    pub device_limit: Option<u32>,
+    /// When set, only this device may use the token.
+    pub mac_address: Option<Mac>,
+    pub booking_guid: Option<String>,
+    pub visitor_guid: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// Set by `token revoke`; a revoked token is kept for the record but never accepted.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A token to be created: everything but the fields the store assigns.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NewAccessToken {
+    pub business_id: i64,
+    pub access_code: String,
+    pub minutes_included: u32,
+    pub description: Option<String>,
+    pub valid_from: Option<DateTime<Utc>>,
+    pub valid_to: Option<DateTime<Utc>>,
+    pub user_limit: Option<u32>,
+    pub device_limit: Option<u32>,
+    pub mac_address: Option<Mac>,
+    pub booking_guid: Option<String>,
+    pub visitor_guid: Option<String>,
+}
+
+/// What the store knows about a token's use, gathered in one read for a login.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TokenUsage {
+    /// Distinct devices bound so far.
+    pub bound_devices: Vec<Mac>,
+    /// Seconds consumed by the token's sessions (accounting ledger).
+    pub used_seconds: u64,
+    /// Open sessions of the token on devices other than the one logging in.
+    pub open_sessions_elsewhere: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_spellings_normalise_to_one_value() {
+        let want: Mac = "AA:BB:CC:DD:EE:0F".parse().unwrap();
+        for s in [
+            "aa-bb-cc-dd-ee-0f",
+            "AA:bb:CC:dd:EE:0f",
+            "aabb.ccdd.ee0f",
+            "AABBCCDDEE0F",
+            " aabbccddee0f ",
+        ] {
+            assert_eq!(s.parse::<Mac>().unwrap(), want, "{s}");
+        }
+        assert_eq!(want.to_string(), "AA:BB:CC:DD:EE:0F");
+    }
+
+    #[test]
+    fn mac_rejects_lookalikes() {
+        for s in [
+            "",
+            "aa:bb:cc:dd:ee",
+            "aa:bb:cc:dd:ee:gg",
+            "aa:bb-cc:dd:ee:ff",
+            "aabb.ccdd.eeff.00",
+            "aabbccddeeff00",
+            "10.20.30.40",
+            "a:bb:cc:dd:ee:fff",
+            "aab.bccd.deeff",
+        ] {
+            let e = s.parse::<Mac>().unwrap_err();
+            assert!(e.to_string().contains(&format!("{s:?}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn mask_keeps_last_two() {
+        assert_eq!(mask_code("12345"), "***45");
+        assert_eq!(mask_code("ab"), "***ab");
+        assert_eq!(mask_code("longer-code-99"), "************99");
+    }
+}

@@ -1,0 +1,227 @@
+//! Authenticators and password hiding. Everything secret is compared in constant time
+//! (`subtle`), so response timing says nothing about how many bytes matched.
+
+use super::packet::Packet;
+use super::{HEADER_LEN, attr};
+use hmac::{Hmac, Mac};
+use md5::{Digest, Md5};
+use subtle::ConstantTimeEq;
+
+type HmacMd5 = Hmac<Md5>;
+
+const ZEROS: [u8; 16] = [0u8; 16];
+
+fn hmac(secret: &[u8]) -> HmacMd5 {
+    // HMAC accepts keys of any length; this cannot fail.
+    <HmacMd5 as Mac>::new_from_slice(secret).expect("HMAC takes any key length")
+}
+
+/// Feeds `bytes` to the HMAC with the 16-octet value of the Message-Authenticator at
+/// `ma_offset` replaced by zeros and, when given, the header's authenticator field
+/// replaced by `authenticator` (RFC 3579 section 3.2).
+fn hmac_zeroed(
+    mac: &mut HmacMd5,
+    bytes: &[u8],
+    ma_offset: usize,
+    authenticator: Option<&[u8; 16]>,
+) {
+    match authenticator {
+        Some(a) => {
+            mac.update(&bytes[..4]);
+            mac.update(a);
+            mac.update(&bytes[HEADER_LEN..ma_offset + 2]);
+        }
+        None => mac.update(&bytes[..ma_offset + 2]),
+    }
+    mac.update(&ZEROS);
+    mac.update(&bytes[ma_offset + 18..]);
+}
+
+/// Verifies the Message-Authenticator of a received packet: `None` when the packet has
+/// none, `Some(valid)` otherwise. `authenticator` replaces the header's authenticator
+/// for the calculation: the Request Authenticator when checking a response; `None`
+/// for an Access-Request or Status-Server, which are hashed as received.
+pub fn verify_message_authenticator(
+    packet: &Packet<'_>,
+    secret: &[u8],
+    authenticator: Option<&[u8; 16]>,
+) -> Option<bool> {
+    let ma = packet.attribute(attr::MESSAGE_AUTHENTICATOR)?;
+    let mut mac = hmac(secret);
+    hmac_zeroed(&mut mac, packet.bytes(), ma.offset, authenticator);
+    let expected = mac.finalize().into_bytes();
+    Some(bool::from(expected.as_slice().ct_eq(ma.value)))
+}
+
+/// Message-Authenticator of a request being built: `bytes` is the whole packet with the
+/// attribute's value still zero and the Request Authenticator in place.
+pub fn message_authenticator_for_request(bytes: &[u8], secret: &[u8]) -> [u8; 16] {
+    let mut mac = hmac(secret);
+    mac.update(bytes);
+    mac.finalize().into_bytes().into()
+}
+
+/// Message-Authenticator of a response being built: computed with the Request
+/// Authenticator of the request answered in the authenticator field (RFC 3579 3.2).
+/// `bytes` is the whole response with the attribute value still zero.
+pub fn message_authenticator_for_response(
+    bytes: &[u8],
+    request_authenticator: &[u8; 16],
+    secret: &[u8],
+) -> [u8; 16] {
+    let mut mac = hmac(secret);
+    mac.update(&bytes[..4]);
+    mac.update(request_authenticator);
+    mac.update(&bytes[HEADER_LEN..]);
+    mac.finalize().into_bytes().into()
+}
+
+/// Response Authenticator = MD5(Code + Identifier + Length + RequestAuth + Attributes +
+/// Secret) (RFC 2865 section 3). `bytes` is the complete response.
+pub fn response_authenticator(
+    bytes: &[u8],
+    request_authenticator: &[u8; 16],
+    secret: &[u8],
+) -> [u8; 16] {
+    let mut md5 = Md5::new();
+    md5.update(&bytes[..4]);
+    md5.update(request_authenticator);
+    md5.update(&bytes[HEADER_LEN..]);
+    md5.update(secret);
+    md5.finalize().into()
+}
+
+/// Client side: whether `response` answers the request with `request_authenticator`
+/// under `secret`: the Response Authenticator and, when present, the
+/// Message-Authenticator must both be right. Used by the load generator and tests.
+pub fn verify_response(
+    response: &Packet<'_>,
+    request_authenticator: &[u8; 16],
+    secret: &[u8],
+) -> bool {
+    let expected = response_authenticator(response.bytes(), request_authenticator, secret);
+    let auth_ok = bool::from(expected.ct_eq(response.authenticator()));
+    let ma_ok =
+        verify_message_authenticator(response, secret, Some(request_authenticator)).unwrap_or(true);
+    auth_ok & ma_ok
+}
+
+/// Reveals a User-Password hidden per RFC 2865 section 5.2:
+/// b1 = MD5(S + RA), p1 = c1 xor b1, bi = MD5(S + c(i-1)), pi = ci xor bi.
+/// The NUL padding is removed. `hidden` is 16..=128 bytes, a multiple of 16, as
+/// [`super::validate`] guarantees; other lengths return `None`.
+pub fn pap_decrypt(hidden: &[u8], secret: &[u8], authenticator: &[u8; 16]) -> Option<Vec<u8>> {
+    if hidden.is_empty() || !hidden.len().is_multiple_of(16) || hidden.len() > 128 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(hidden.len());
+    let mut prev: &[u8] = authenticator;
+    for chunk in hidden.chunks_exact(16) {
+        let mut md5 = Md5::new();
+        md5.update(secret);
+        md5.update(prev);
+        let b = md5.finalize();
+        out.extend(chunk.iter().zip(b.iter()).map(|(c, b)| c ^ b));
+        prev = chunk;
+    }
+    while out.last() == Some(&0) {
+        out.pop();
+    }
+    Some(out)
+}
+
+/// Hides a password per RFC 2865 section 5.2, padding with NULs to a multiple of 16.
+/// `None` when the password is longer than 128 octets.
+pub fn pap_encrypt(password: &[u8], secret: &[u8], authenticator: &[u8; 16]) -> Option<Vec<u8>> {
+    if password.len() > 128 {
+        return None;
+    }
+    let padded_len = password.len().div_ceil(16).max(1) * 16;
+    let mut out = Vec::with_capacity(padded_len);
+    let mut prev = *authenticator;
+    for i in (0..padded_len).step_by(16) {
+        let mut md5 = Md5::new();
+        md5.update(secret);
+        md5.update(prev);
+        let b = md5.finalize();
+        for j in 0..16 {
+            let p = password.get(i + j).copied().unwrap_or(0);
+            prev[j] = p ^ b[j];
+        }
+        out.extend_from_slice(&prev);
+    }
+    Some(out)
+}
+
+/// CHAP (RFC 1994 section 4.1, RFC 2865 section 5.3): CHAP-Password carries the CHAP
+/// identifier and MD5(identifier + password + challenge). The challenge is the
+/// CHAP-Challenge attribute when present, else the Request Authenticator.
+pub fn chap_matches(chap_password: &[u8], challenge: &[u8], password: &[u8]) -> bool {
+    let [ident, response @ ..] = chap_password else {
+        return false;
+    };
+    if response.len() != 16 {
+        return false;
+    }
+    let mut md5 = Md5::new();
+    md5.update([*ident]);
+    md5.update(password);
+    md5.update(challenge);
+    bool::from(md5.finalize().as_slice().ct_eq(response))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::validate;
+
+    #[test]
+    fn pap_round_trips_every_length() {
+        let auth = [7u8; 16];
+        for len in 0usize..=128 {
+            let pw: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let hidden = pap_encrypt(&pw, b"secret", &auth).unwrap();
+            assert_eq!(hidden.len(), len.div_ceil(16).max(1) * 16);
+            assert_eq!(pap_decrypt(&hidden, b"secret", &auth).unwrap(), pw);
+        }
+        assert!(pap_encrypt(&[b'x'; 129], b"s", &auth).is_none());
+        assert!(pap_decrypt(&[0u8; 15], b"s", &auth).is_none());
+    }
+
+    /// RFC 2865 section 7.1: user "nemo", password "arctangent", secret "xyzzy5461".
+    #[test]
+    fn rfc2865_7_1_user_password() {
+        let request: [u8; 56] = [
+            0x01, 0x00, 0x00, 0x38, 0x0f, 0x40, 0x3f, 0x94, 0x73, 0x97, 0x80, 0x57, 0xbd, 0x83,
+            0xd5, 0xcb, 0x98, 0xf4, 0x22, 0x7a, 0x01, 0x06, 0x6e, 0x65, 0x6d, 0x6f, 0x02, 0x12,
+            0x0d, 0xbe, 0x70, 0x8d, 0x93, 0xd4, 0x13, 0xce, 0x31, 0x96, 0xe4, 0x3f, 0x78, 0x2a,
+            0x0a, 0xee, 0x04, 0x06, 0xc0, 0xa8, 0x01, 0x10, 0x05, 0x06, 0x00, 0x00, 0x00, 0x03,
+        ];
+        let p = validate(&request).unwrap();
+        let hidden = p.value(attr::USER_PASSWORD).unwrap();
+        assert_eq!(
+            pap_decrypt(hidden, b"xyzzy5461", p.authenticator()).unwrap(),
+            b"arctangent"
+        );
+        assert_eq!(
+            pap_encrypt(b"arctangent", b"xyzzy5461", p.authenticator()).unwrap(),
+            hidden
+        );
+    }
+
+    #[test]
+    fn chap_uses_ident_password_challenge() {
+        let challenge = [0x11u8; 16];
+        let mut md5 = Md5::new();
+        md5.update([42u8]);
+        md5.update(b"12345");
+        md5.update(challenge);
+        let mut chap = vec![42u8];
+        chap.extend(md5.finalize());
+        assert!(chap_matches(&chap, &challenge, b"12345"));
+        assert!(!chap_matches(&chap, &challenge, b"12346"));
+        assert!(!chap_matches(&chap[..16], &challenge, b"12345"));
+        chap[0] = 43;
+        assert!(!chap_matches(&chap, &challenge, b"12345"));
+    }
+}

@@ -1,0 +1,334 @@
+//! Access-Request and Status-Server on the auth port (RFC 2865, RFC 5997).
+
+use super::Context;
+use super::cache::{RequestKey, Seen};
+use crate::config::{Client, PasswordMode};
+use crate::model::{AccessToken, Mac, mask_code};
+use crate::policy::{self, Grant, RejectReason};
+use crate::protocol::{self, Code, Packet, PacketBuilder, attr};
+use crate::store::BindOutcome;
+use chrono::{DateTime, Utc};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::UdpSocket;
+use tokio::sync::Semaphore;
+
+/// First look at a datagram, on the receive loop: everything that needs no I/O.
+/// Valid, authentic, new Access-Requests are handed to a blocking worker.
+pub(super) fn on_datagram(
+    ctx: &Arc<Context>,
+    socket: &Arc<UdpSocket>,
+    permits: &Arc<Semaphore>,
+    datagram: &[u8],
+    source: SocketAddr,
+    now: Instant,
+) {
+    let Some(client) = ctx.clients.find(source.ip()) else {
+        ctx.log_drop(
+            "unknown_client",
+            source,
+            &"sender is not a configured [[client]]",
+        );
+        return;
+    };
+    let packet = match protocol::validate(datagram) {
+        Ok(p) => p,
+        Err(e) => {
+            ctx.log_drop(
+                "malformed",
+                source,
+                &format_args!("client {}: {e}", client.name),
+            );
+            return;
+        }
+    };
+    let secret = client.secret.as_bytes();
+    match packet.code() {
+        Code::AccessRequest => {}
+        Code::StatusServer => {
+            // RFC 5997 section 3: Status-Server must carry a valid Message-Authenticator.
+            if protocol::verify_message_authenticator(&packet, secret, None) != Some(true) {
+                ctx.log_drop(
+                    "bad_message_authenticator",
+                    source,
+                    &format_args!(
+                        "client {}: Status-Server without a valid Message-Authenticator",
+                        client.name
+                    ),
+                );
+                return;
+            }
+            let mut b =
+                PacketBuilder::with_message_authenticator(Code::AccessAccept, packet.identifier());
+            let _ = b.add(attr::REPLY_MESSAGE, b"pinradius up");
+            send(
+                socket,
+                b.finish_response(packet.authenticator(), secret),
+                source,
+            );
+            return;
+        }
+        other => {
+            ctx.log_drop(
+                "unexpected_code",
+                source,
+                &format_args!(
+                    "client {}: {} is not accepted on the auth port",
+                    client.name,
+                    other.string()
+                ),
+            );
+            return;
+        }
+    }
+    match protocol::verify_message_authenticator(&packet, secret, None) {
+        Some(true) => {}
+        Some(false) => {
+            ctx.log_drop(
+                "bad_message_authenticator",
+                source,
+                &format_args!(
+                    "client {}: Message-Authenticator does not verify (wrong secret?)",
+                    client.name
+                ),
+            );
+            return;
+        }
+        None if client.require_message_authenticator => {
+            ctx.log_drop(
+                "missing_message_authenticator",
+                source,
+                &format_args!(
+                    "client {}: no Message-Authenticator and require_message_authenticator = true",
+                    client.name
+                ),
+            );
+            return;
+        }
+        None => {}
+    }
+
+    let key = RequestKey {
+        source,
+        identifier: packet.identifier(),
+        authenticator: *packet.authenticator(),
+    };
+    match ctx.cache.begin(key, now) {
+        Seen::New => {}
+        Seen::InFlight => return,
+        Seen::Answered(bytes) => {
+            tracing::debug!(%source, client = %client.name, "retransmit: replaying cached answer");
+            send(socket, bytes.to_vec(), source);
+            return;
+        }
+    }
+    let Ok(permit) = permits.clone().try_acquire_owned() else {
+        ctx.cache.abandon(key);
+        ctx.log_drop("overload", source, &"too many requests in flight");
+        return;
+    };
+    let (ctx, socket, client, request) = (
+        ctx.clone(),
+        socket.clone(),
+        client.clone(),
+        datagram.to_vec(),
+    );
+    tokio::spawn(async move {
+        let worker_ctx = ctx.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            answer_access_request(&worker_ctx, &client, &request)
+        })
+        .await;
+        match answer {
+            Ok(Some(bytes)) => {
+                let bytes: Arc<[u8]> = Arc::from(bytes);
+                ctx.cache.complete(key, bytes.clone());
+                if let Err(e) = socket.send_to(&bytes, source).await {
+                    tracing::debug!(%source, error = %e, "send_to failed");
+                }
+            }
+            Ok(None) => ctx.cache.abandon(key),
+            Err(e) => {
+                ctx.cache.abandon(key);
+                tracing::error!(%source, error = %e, "request worker failed");
+            }
+        }
+        drop(permit);
+    });
+}
+
+fn send(socket: &Arc<UdpSocket>, bytes: Vec<u8>, to: SocketAddr) {
+    if let Err(e) = socket.try_send_to(&bytes, to) {
+        // The socket buffer is full or the peer is gone; the NAS will retransmit.
+        tracing::debug!(%to, error = %e, "try_send_to failed");
+    }
+}
+
+/// The credentials of an Access-Request (RFC 2865 section 4.1: User-Password or
+/// CHAP-Password, not both).
+enum Credentials<'a> {
+    Pap(Vec<u8>),
+    Chap {
+        response: &'a [u8],
+        challenge: &'a [u8],
+    },
+    None,
+}
+
+fn credentials<'a>(packet: &Packet<'a>, secret: &[u8]) -> Credentials<'a> {
+    match (
+        packet.value(attr::USER_PASSWORD),
+        packet.value(attr::CHAP_PASSWORD),
+    ) {
+        (Some(hidden), None) => match protocol::pap_decrypt(hidden, secret, packet.authenticator())
+        {
+            Some(p) => Credentials::Pap(p),
+            None => Credentials::None,
+        },
+        (None, Some(response)) => Credentials::Chap {
+            response,
+            challenge: packet
+                .value(attr::CHAP_CHALLENGE)
+                .unwrap_or(packet.authenticator()),
+        },
+        _ => Credentials::None,
+    }
+}
+
+fn password_matches(mode: PasswordMode, creds: &Credentials<'_>, code: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    match (mode, creds) {
+        (_, Credentials::None) => false,
+        (PasswordMode::Any, _) => true,
+        (PasswordMode::Code, Credentials::Pap(p)) => {
+            bool::from(p.as_slice().ct_eq(code.as_bytes()))
+        }
+        (
+            PasswordMode::Code,
+            Credentials::Chap {
+                response,
+                challenge,
+            },
+        ) => protocol::chap_matches(response, challenge, code.as_bytes()),
+    }
+}
+
+/// The outcome of one login, before encoding.
+enum Outcome {
+    Accept { token: AccessToken, grant: Grant },
+    Reject(RejectReason),
+}
+
+/// Decides and encodes the answer to an Access-Request. Runs on a blocking thread
+/// (it reads and may write the store). `None`: no answer (the store failed; the NAS
+/// will retransmit and we try again).
+fn answer_access_request(ctx: &Context, client: &Client, request: &[u8]) -> Option<Vec<u8>> {
+    let packet = protocol::validate(request).ok()?;
+    let now = ctx.clock.now();
+    let secret = client.secret.as_bytes();
+    let code = packet
+        .value(attr::USER_NAME)
+        .and_then(|v| std::str::from_utf8(v).ok());
+    let station = packet
+        .value(attr::CALLING_STATION_ID)
+        .and_then(|v| std::str::from_utf8(v).ok());
+    let device: Option<Mac> = station.and_then(|s| s.parse().ok());
+    let creds = credentials(&packet, secret);
+
+    let outcome = match decide(ctx, client, code, device, &creds, now) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(client = %client.name, error = %e, "could not decide an Access-Request; not answering");
+            return None;
+        }
+    };
+    let masked = code.map(mask_code).unwrap_or_else(|| "-".into());
+    let station = station.unwrap_or("-");
+    let mut b;
+    match &outcome {
+        Outcome::Accept { token, grant } => {
+            tracing::info!(client = %client.name, code = %masked, station, token = token.id,
+                session_timeout = grant.session_timeout, limited_by = %grant.limited_by, "accept");
+            b = PacketBuilder::with_message_authenticator(Code::AccessAccept, packet.identifier());
+            encode_accept(&mut b, ctx, client, token, grant).ok()?;
+        }
+        Outcome::Reject(reason) => {
+            tracing::info!(client = %client.name, code = %masked, station, reason = reason.label(), "reject: {reason}");
+            b = PacketBuilder::with_message_authenticator(Code::AccessReject, packet.identifier());
+            b.add(attr::REPLY_MESSAGE, reason.to_string().as_bytes())
+                .ok()?;
+        }
+    }
+    // RFC 2865 section 5.33: Proxy-State is copied unmodified and in order.
+    for a in packet.attributes().filter(|a| a.typ == attr::PROXY_STATE) {
+        b.add(attr::PROXY_STATE, a.value).ok()?;
+    }
+    Some(b.finish_response(packet.authenticator(), secret))
+}
+
+fn decide(
+    ctx: &Context,
+    client: &Client,
+    code: Option<&str>,
+    device: Option<Mac>,
+    creds: &Credentials<'_>,
+    now: DateTime<Utc>,
+) -> Result<Outcome, crate::store::StoreError> {
+    let Some(code) = code else {
+        return Ok(Outcome::Reject(RejectReason::UnknownCode));
+    };
+    if matches!(creds, Credentials::None) {
+        return Ok(Outcome::Reject(RejectReason::NoCredentials));
+    }
+    let Some((token, usage)) = ctx.store.login_facts(client.business_id, code, device)? else {
+        return Ok(Outcome::Reject(RejectReason::UnknownCode));
+    };
+    if !password_matches(client.password_mode, creds, &token.access_code) {
+        return Ok(Outcome::Reject(RejectReason::BadPassword));
+    }
+    let grant = match policy::decide(now, &token, &usage, device) {
+        Ok(g) => g,
+        Err(reason) => return Ok(Outcome::Reject(reason)),
+    };
+    if let Some(mac) = grant.bind_device
+        && ctx
+            .store
+            .bind_device(token.id, mac, token.device_limit, now)?
+            == BindOutcome::LimitReached
+    {
+        let limit = token.device_limit.unwrap_or(0);
+        return Ok(Outcome::Reject(RejectReason::DeviceLimitReached { limit }));
+    }
+    Ok(Outcome::Accept { token, grant })
+}
+
+/// The Class value that lets accounting find the token again (RFC 2865 section 5.25:
+/// the NAS echoes it unmodified in Accounting-Requests).
+pub fn class_for_token(token_id: i64) -> String {
+    format!("pinradius:token={token_id}")
+}
+
+fn encode_accept(
+    b: &mut PacketBuilder,
+    ctx: &Context,
+    client: &Client,
+    token: &AccessToken,
+    grant: &Grant,
+) -> Result<(), protocol::EncodeError> {
+    b.add_u32(attr::SESSION_TIMEOUT, grant.session_timeout)?;
+    if let Some(idle) = ctx.reply.idle_timeout {
+        b.add_u32(attr::IDLE_TIMEOUT, idle)?;
+    }
+    if let Some(interim) = ctx.reply.acct_interim_interval {
+        b.add_u32(attr::ACCT_INTERIM_INTERVAL, interim)?;
+    }
+    b.add(attr::CLASS, class_for_token(token.id).as_bytes())?;
+    for a in &client.reply_attributes {
+        match a.vendor {
+            Some(vendor) => b.add_vendor(vendor, a.number, &a.value)?,
+            None => b.add(a.number, &a.value)?,
+        };
+    }
+    Ok(())
+}

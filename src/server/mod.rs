@@ -1,0 +1,149 @@
+//! The network side: the only module that touches sockets. One receive loop per
+//! listener validates, identifies the client, checks the Message-Authenticator and the
+//! retransmit cache inline (cheap, no I/O), then hands the request to a blocking
+//! worker for the store and the policy. Anything wrong is dropped and logged at a
+//! bounded rate; the loop itself never stops on an error.
+
+mod auth;
+mod cache;
+mod clients;
+mod ratelog;
+
+pub use cache::{RequestKey, RetransmitCache, Seen};
+pub use clients::ClientTable;
+pub use ratelog::LogLimiter;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::store::Store;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::Semaphore;
+
+/// Requests processed at once; beyond this, new requests are dropped (the NAS
+/// retransmits) instead of queueing without bound.
+const MAX_IN_FLIGHT: usize = 1024;
+/// Retransmit cache entries kept at most.
+const RETRANSMIT_CAPACITY: usize = 65_536;
+/// How long shutdown waits for requests already being processed.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reply settings that apply to every Access-Accept.
+#[derive(Debug, Clone, Default)]
+pub struct ReplySettings {
+    pub idle_timeout: Option<u32>,
+    pub acct_interim_interval: Option<u32>,
+}
+
+/// State shared by the receive loop and the workers.
+pub struct Context {
+    pub store: Arc<Store>,
+    /// Wall-clock source; fixed in tests.
+    pub clock: Arc<dyn Clock>,
+    pub clients: ClientTable,
+    pub reply: ReplySettings,
+    /// Answers replayed to retransmits (RFC 5080).
+    pub cache: RetransmitCache,
+    /// Rate limit for drop logs.
+    pub drop_log: LogLimiter,
+}
+
+impl Context {
+    pub fn new(config: &Config, store: Arc<Store>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            clock,
+            clients: ClientTable::new(&config.clients),
+            reply: ReplySettings {
+                idle_timeout: config.idle_timeout,
+                acct_interim_interval: config.acct_interim_interval,
+            },
+            cache: RetransmitCache::new(
+                Duration::from_secs(config.retransmit_cache_seconds),
+                RETRANSMIT_CAPACITY,
+            ),
+            drop_log: LogLimiter::new(Duration::from_secs(10)),
+        }
+    }
+
+    /// Logs a dropped datagram, at most once per cause every ten seconds.
+    pub(crate) fn log_drop(
+        &self,
+        cause: &'static str,
+        source: SocketAddr,
+        detail: &dyn std::fmt::Display,
+    ) {
+        if let Some(n) = self.drop_log.allow(cause, Instant::now()) {
+            tracing::warn!(%source, cause, dropped = n, "dropped datagram: {detail}");
+        }
+    }
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    context: Arc<Context>,
+    auth: Arc<UdpSocket>,
+}
+
+impl Server {
+    /// Binds the auth listener from the config (`auth_listen`; port 0 in tests).
+    pub async fn bind(
+        config: &Config,
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+    ) -> std::io::Result<Server> {
+        let auth = UdpSocket::bind(config.auth_listen).await?;
+        Ok(Server {
+            context: Arc::new(Context::new(config, store, clock)),
+            auth: Arc::new(auth),
+        })
+    }
+
+    pub fn auth_addr(&self) -> std::io::Result<SocketAddr> {
+        self.auth.local_addr()
+    }
+
+    pub fn context(&self) -> &Arc<Context> {
+        &self.context
+    }
+
+    /// Serves until `shutdown` completes, then waits (briefly) for requests in flight.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        tokio::pin!(shutdown);
+        let mut buf = vec![0u8; crate::protocol::MAX_PACKET_LEN];
+        loop {
+            let (len, source) = tokio::select! {
+                _ = &mut shutdown => break,
+                r = self.auth.recv_from(&mut buf) => match r {
+                    Ok(v) => v,
+                    Err(e) => {
+                        // E.g. ECONNREFUSED from an ICMP error for an earlier reply.
+                        tracing::debug!(error = %e, "recv_from failed; continuing");
+                        continue;
+                    }
+                },
+            };
+            auth::on_datagram(
+                &self.context,
+                &self.auth,
+                &permits,
+                &buf[..len],
+                source,
+                Instant::now(),
+            );
+        }
+        tracing::info!("shutting down: waiting for requests in flight");
+        let all = u32::try_from(MAX_IN_FLIGHT).unwrap_or(u32::MAX);
+        if tokio::time::timeout(DRAIN_TIMEOUT, permits.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,171 @@
+//! The only module with SQL. SQLite (bundled) in WAL mode so the admin CLI and the
+//! server share one file: readers never block the writer, and a change committed by
+//! `pinradius token revoke` is seen by the server's very next read (no cache).
+//!
+//! rusqlite is blocking: callers on the async side go through `spawn_blocking`.
+//! Every multi-statement write is one transaction; writes that decide on what they
+//! read (device binding, code uniqueness) take the write lock up front
+//! (`BEGIN IMMEDIATE`) so two processes cannot both pass the check.
+
+mod schema;
+mod tokens;
+
+pub use tokens::BindOutcome;
+
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("database {path}: migration failed: {message}")]
+    Migration { path: PathBuf, message: String },
+    #[error("access_code {code}: already used by token {existing_id} in business {business_id}")]
+    DuplicateCode {
+        business_id: i64,
+        code: String,
+        existing_id: i64,
+    },
+    #[error("row {row}: {source}")]
+    Row { row: usize, source: Box<StoreError> },
+    #[error("database holds an invalid {field} ({value}) for token {id}; was it edited by hand?")]
+    Corrupt {
+        id: i64,
+        field: &'static str,
+        value: String,
+    },
+}
+
+/// Connections kept open between calls; more are opened on demand under load.
+const IDLE_CONNECTIONS: usize = 8;
+/// How long a writer waits for another process's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A handle on the database file. Cheap to share (`Arc<Store>`); each call borrows a
+/// connection from a small pool, so concurrent calls from `spawn_blocking` threads
+/// run in parallel (WAL readers) or queue on SQLite's write lock (writers).
+#[derive(Debug)]
+pub struct Store {
+    /// The database file, for error messages and for opening more connections.
+    path: PathBuf,
+    /// Idle connections; a call pops one (or opens one) and pushes it back.
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Store {
+    /// Opens (creating if needed, mode 0600) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        create_private_file(path)?;
+        let store = Store {
+            path: path.to_path_buf(),
+            idle: Mutex::new(Vec::new()),
+        };
+        let mut conn = store.connect()?;
+        schema::migrate(&mut conn).map_err(|e| StoreError::Migration {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        store
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(conn);
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn connect(&self) -> Result<Connection, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags).map_err(|e| self.sql(e))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| self.sql(e))?;
+        // WAL: concurrent readers with one writer across processes. synchronous=FULL:
+        // a commit is on disk before it returns, as an acknowledged write must be.
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+        )
+        .map_err(|e| self.sql(e))?;
+        Ok(conn)
+    }
+
+    /// Runs `f` with a pooled connection.
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => self.connect()?,
+        };
+        let result = f(&mut conn);
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < IDLE_CONNECTIONS {
+            idle.push(conn);
+        }
+        result
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+/// Creates the database file readable and writable by its owner only (SPEC section 4:
+/// it holds every code). SQLite gives its -wal and -shm files the same mode.
+fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn creates_owner_only_file_and_migrates_idempotently() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        Store::open(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        Store::open(&path).unwrap();
+    }
+
+    #[test]
+    fn missing_folder_is_a_clear_error() {
+        let e = Store::open(Path::new("/nonexistent-dir/p.db"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent-dir/p.db"), "{e}");
+    }
+}

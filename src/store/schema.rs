@@ -1,0 +1,69 @@
+//! Schema migrations (`rusqlite_migration`, tracked in `PRAGMA user_version`). Append
+//! new migrations; never edit one that has shipped.
+//!
+//! Times are INTEGER milliseconds since the Unix epoch, UTC: exact, sortable and
+//! cheap to compare in SQL.
+
+use rusqlite::Connection;
+use rusqlite_migration::{M, Migrations};
+
+const V1: &str = r#"
+CREATE TABLE access_tokens (
+    id               INTEGER PRIMARY KEY,
+    business_id      INTEGER NOT NULL CHECK (business_id > 0),
+    access_code      TEXT    NOT NULL CHECK (length(access_code) BETWEEN 1 AND 128),
+    minutes_included INTEGER NOT NULL CHECK (minutes_included > 0),
+    description      TEXT,
+    valid_from       INTEGER,
+    valid_to         INTEGER,
+    user_limit       INTEGER CHECK (user_limit IS NULL OR user_limit >= 1),
+    device_limit     INTEGER CHECK (device_limit IS NULL OR device_limit >= 1),
+    mac_address      TEXT,
+    booking_guid     TEXT,
+    visitor_guid     TEXT,
+    created_at       INTEGER NOT NULL,
+    revoked_at       INTEGER,
+    UNIQUE (business_id, access_code)
+) STRICT;
+
+-- Devices (normalised MACs) that have used a token; limits count these rows.
+CREATE TABLE device_bindings (
+    token_id INTEGER NOT NULL REFERENCES access_tokens(id) ON DELETE CASCADE,
+    mac      TEXT    NOT NULL,
+    bound_at INTEGER NOT NULL,
+    PRIMARY KEY (token_id, mac)
+) STRICT, WITHOUT ROWID;
+
+-- Sessions reported by accounting (RFC 2866); the ledger of used time.
+CREATE TABLE sessions (
+    id              INTEGER PRIMARY KEY,
+    token_id        INTEGER NOT NULL REFERENCES access_tokens(id) ON DELETE CASCADE,
+    client          TEXT    NOT NULL,
+    acct_session_id TEXT    NOT NULL,
+    mac             TEXT,
+    started_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    session_time    INTEGER NOT NULL DEFAULT 0 CHECK (session_time >= 0),
+    stopped_at      INTEGER,
+    UNIQUE (client, acct_session_id, mac)
+) STRICT;
+CREATE INDEX sessions_by_token ON sessions (token_id, stopped_at);
+"#;
+
+pub fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {
+    Migrations::new(vec![M::up(V1)]).to_latest(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migrations_are_valid() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        super::migrate(&mut conn).unwrap();
+        assert!(
+            rusqlite_migration::Migrations::new(vec![rusqlite_migration::M::up(super::V1)])
+                .validate()
+                .is_ok()
+        );
+    }
+}

@@ -1,0 +1,439 @@
+//! Access tokens, their device bindings and the usage a login needs.
+
+use super::{Store, StoreError};
+use crate::model::{AccessToken, Mac, NewAccessToken, TokenUsage, mask_code};
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+
+/// Result of [`Store::bind_device`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindOutcome {
+    /// The device is now bound.
+    Bound,
+    /// It already was (a second login, or a racing request from the same device).
+    AlreadyBound,
+    /// The token already has `device_limit` devices; nothing was written.
+    LimitReached,
+}
+
+const TOKEN_COLUMNS: &str = "id, business_id, access_code, minutes_included, description, valid_from, valid_to, \
+     user_limit, device_limit, mac_address, booking_guid, visitor_guid, created_at, revoked_at";
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn time(id: i64, field: &'static str, v: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    v.map(|v| {
+        DateTime::from_timestamp_millis(v).ok_or(StoreError::Corrupt {
+            id,
+            field,
+            value: v.to_string(),
+        })
+    })
+    .transpose()
+}
+
+fn count(id: i64, field: &'static str, v: Option<i64>) -> Result<Option<u32>, StoreError> {
+    v.map(|v| {
+        u32::try_from(v).map_err(|_| StoreError::Corrupt {
+            id,
+            field,
+            value: v.to_string(),
+        })
+    })
+    .transpose()
+}
+
+/// Raw column values, converted outside rusqlite's row closure so conversion errors
+/// carry the token id and field.
+struct TokenRow {
+    id: i64,
+    business_id: i64,
+    access_code: String,
+    minutes_included: i64,
+    description: Option<String>,
+    valid_from: Option<i64>,
+    valid_to: Option<i64>,
+    user_limit: Option<i64>,
+    device_limit: Option<i64>,
+    mac_address: Option<String>,
+    booking_guid: Option<String>,
+    visitor_guid: Option<String>,
+    created_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl TokenRow {
+    fn read(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: r.get(0)?,
+            business_id: r.get(1)?,
+            access_code: r.get(2)?,
+            minutes_included: r.get(3)?,
+            description: r.get(4)?,
+            valid_from: r.get(5)?,
+            valid_to: r.get(6)?,
+            user_limit: r.get(7)?,
+            device_limit: r.get(8)?,
+            mac_address: r.get(9)?,
+            booking_guid: r.get(10)?,
+            visitor_guid: r.get(11)?,
+            created_at: r.get(12)?,
+            revoked_at: r.get(13)?,
+        })
+    }
+
+    fn into_token(self) -> Result<AccessToken, StoreError> {
+        let id = self.id;
+        let mac_address = self
+            .mac_address
+            .map(|m| {
+                m.parse::<Mac>().map_err(|_| StoreError::Corrupt {
+                    id,
+                    field: "mac_address",
+                    value: m,
+                })
+            })
+            .transpose()?;
+        Ok(AccessToken {
+            id,
+            business_id: self.business_id,
+            access_code: self.access_code,
+            minutes_included: count(id, "minutes_included", Some(self.minutes_included))?
+                .unwrap_or(0),
+            description: self.description,
+            valid_from: time(id, "valid_from", self.valid_from)?,
+            valid_to: time(id, "valid_to", self.valid_to)?,
+            user_limit: count(id, "user_limit", self.user_limit)?,
+            device_limit: count(id, "device_limit", self.device_limit)?,
+            mac_address,
+            booking_guid: self.booking_guid,
+            visitor_guid: self.visitor_guid,
+            created_at: time(id, "created_at", Some(self.created_at))?.unwrap_or_default(),
+            revoked_at: time(id, "revoked_at", self.revoked_at)?,
+        })
+    }
+}
+
+fn insert_token(
+    conn: &Connection,
+    t: &NewAccessToken,
+    now: DateTime<Utc>,
+) -> Result<i64, rusqlite::Error> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO access_tokens (business_id, access_code, minutes_included, description, valid_from, valid_to, \
+         user_limit, device_limit, mac_address, booking_guid, visitor_guid, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?;
+    stmt.execute(params![
+        t.business_id,
+        t.access_code,
+        t.minutes_included,
+        t.description,
+        t.valid_from.map(ms),
+        t.valid_to.map(ms),
+        t.user_limit,
+        t.device_limit,
+        t.mac_address.map(|m| m.to_string()),
+        t.booking_guid,
+        t.visitor_guid,
+        ms(now),
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+impl Store {
+    /// Inserts the tokens in one transaction: all or none. The code-uniqueness check
+    /// runs inside the same write transaction as the insert, so two admin commands
+    /// racing for one code cannot both succeed. Errors carry the index of the row.
+    pub fn create_tokens(
+        &self,
+        tokens: &[NewAccessToken],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
+        self.with_conn(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| self.sql(e))?;
+            let mut ids = Vec::with_capacity(tokens.len());
+            for (row, t) in tokens.iter().enumerate() {
+                let wrap = |e: StoreError| {
+                    if tokens.len() > 1 {
+                        StoreError::Row {
+                            row,
+                            source: Box::new(e),
+                        }
+                    } else {
+                        e
+                    }
+                };
+                if let Some(existing_id) =
+                    find_code(&tx, t.business_id, &t.access_code).map_err(|e| wrap(self.sql(e)))?
+                {
+                    return Err(wrap(StoreError::DuplicateCode {
+                        business_id: t.business_id,
+                        code: mask_code(&t.access_code),
+                        existing_id,
+                    }));
+                }
+                ids.push(insert_token(&tx, t, now).map_err(|e| wrap(self.sql(e)))?);
+            }
+            tx.commit().map_err(|e| self.sql(e))?;
+            Ok(ids)
+        })
+    }
+
+    pub fn create_token(
+        &self,
+        token: &NewAccessToken,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        Ok(self.create_tokens(std::slice::from_ref(token), now)?[0])
+    }
+
+    /// Tokens with this code: one per business at most; `business_id` narrows it.
+    pub fn tokens_by_code(
+        &self,
+        code: &str,
+        business_id: Option<i64>,
+    ) -> Result<Vec<AccessToken>, StoreError> {
+        self.with_conn(|conn| {
+            let sql = format!(
+                "SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE access_code = ?1 AND (?2 IS NULL OR business_id = ?2) ORDER BY business_id"
+            );
+            let mut stmt = conn.prepare_cached(&sql).map_err(|e| self.sql(e))?;
+            let rows = stmt
+                .query_map(params![code, business_id], TokenRow::read)
+                .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| self.sql(e))?;
+            rows.into_iter().map(TokenRow::into_token).collect()
+        })
+    }
+
+    pub fn list_tokens(&self, business_id: Option<i64>) -> Result<Vec<AccessToken>, StoreError> {
+        self.with_conn(|conn| {
+            let sql = format!("SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE (?1 IS NULL OR business_id = ?1) ORDER BY id");
+            let mut stmt = conn.prepare_cached(&sql).map_err(|e| self.sql(e))?;
+            let rows = stmt
+                .query_map(params![business_id], TokenRow::read)
+                .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| self.sql(e))?;
+            rows.into_iter().map(TokenRow::into_token).collect()
+        })
+    }
+
+    /// Marks a token revoked. Returns false when it already was.
+    pub fn revoke_token(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.with_conn(|conn| {
+            let n = conn
+                .execute(
+                    "UPDATE access_tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                    params![id, ms(now)],
+                )
+                .map_err(|e| self.sql(e))?;
+            Ok(n == 1)
+        })
+    }
+
+    /// Everything a login decision needs, read in one snapshot: the token with this
+    /// code in the client's business and its usage. `device` is excluded from the
+    /// count of open sessions (a device re-logging in does not compete with itself).
+    pub fn login_facts(
+        &self,
+        business_id: i64,
+        code: &str,
+        device: Option<Mac>,
+    ) -> Result<Option<(AccessToken, TokenUsage)>, StoreError> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction().map_err(|e| self.sql(e))?;
+            let row = {
+                let sql = format!("SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE business_id = ?1 AND access_code = ?2");
+                let mut stmt = tx.prepare_cached(&sql).map_err(|e| self.sql(e))?;
+                stmt.query_row(params![business_id, code], TokenRow::read).optional().map_err(|e| self.sql(e))?
+            };
+            let Some(row) = row else { return Ok(None) };
+            let token = row.into_token()?;
+            let usage = usage(&tx, token.id, device).map_err(|e| self.sql(e))?;
+            Ok(Some((token, usage)))
+        })
+    }
+
+    /// The usage of one token, for `token show` and `token explain`.
+    pub fn token_usage(
+        &self,
+        token_id: i64,
+        device: Option<Mac>,
+    ) -> Result<TokenUsage, StoreError> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction().map_err(|e| self.sql(e))?;
+            usage(&tx, token_id, device).map_err(|e| self.sql(e))
+        })
+    }
+
+    /// Binds `mac` to the token unless `device_limit` distinct devices are already
+    /// bound. Count and insert happen in one `BEGIN IMMEDIATE` transaction, so of
+    /// several devices racing for the last place exactly one wins, across threads and
+    /// processes alike.
+    pub fn bind_device(
+        &self,
+        token_id: i64,
+        mac: Mac,
+        device_limit: Option<u32>,
+        now: DateTime<Utc>,
+    ) -> Result<BindOutcome, StoreError> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.sql(e))?;
+            let mac_text = mac.to_string();
+            let outcome = {
+                let mut exists = tx
+                    .prepare_cached("SELECT 1 FROM device_bindings WHERE token_id = ?1 AND mac = ?2")
+                    .map_err(|e| self.sql(e))?;
+                if exists.exists(params![token_id, mac_text]).map_err(|e| self.sql(e))? {
+                    BindOutcome::AlreadyBound
+                } else {
+                    let bound: i64 = tx
+                        .prepare_cached("SELECT count(*) FROM device_bindings WHERE token_id = ?1")
+                        .and_then(|mut s| s.query_row(params![token_id], |r| r.get(0)))
+                        .map_err(|e| self.sql(e))?;
+                    if device_limit.is_some_and(|limit| bound >= i64::from(limit)) {
+                        BindOutcome::LimitReached
+                    } else {
+                        tx.prepare_cached("INSERT INTO device_bindings (token_id, mac, bound_at) VALUES (?1, ?2, ?3)")
+                            .and_then(|mut s| s.execute(params![token_id, mac_text, ms(now)]))
+                            .map_err(|e| self.sql(e))?;
+                        BindOutcome::Bound
+                    }
+                }
+            };
+            tx.commit().map_err(|e| self.sql(e))?;
+            Ok(outcome)
+        })
+    }
+}
+
+fn find_code(conn: &Connection, business_id: i64, code: &str) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT id FROM access_tokens WHERE business_id = ?1 AND access_code = ?2")?
+        .query_row(params![business_id, code], |r| r.get(0))
+        .optional()
+}
+
+fn usage(conn: &Connection, token_id: i64, device: Option<Mac>) -> rusqlite::Result<TokenUsage> {
+    let bound_devices = conn
+        .prepare_cached(
+            "SELECT mac FROM device_bindings WHERE token_id = ?1 ORDER BY bound_at, mac",
+        )?
+        .query_map(params![token_id], |r| r.get::<_, String>(0))?
+        .filter_map(|m| m.map(|m| m.parse::<Mac>().ok()).transpose())
+        .collect::<rusqlite::Result<Vec<Mac>>>()?;
+    let used_seconds: i64 = conn
+        .prepare_cached("SELECT COALESCE(SUM(session_time), 0) FROM sessions WHERE token_id = ?1")?
+        .query_row(params![token_id], |r| r.get(0))?;
+    let open: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM sessions WHERE token_id = ?1 AND stopped_at IS NULL AND (mac IS NULL OR ?2 IS NULL OR mac <> ?2)",
+        )?
+        .query_row(params![token_id, device.map(|d| d.to_string())], |r| r.get(0))?;
+    Ok(TokenUsage {
+        bound_devices,
+        used_seconds: u64::try_from(used_seconds).unwrap_or(0),
+        open_sessions_elsewhere: u32::try_from(open).unwrap_or(u32::MAX),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use std::sync::Arc;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap()
+    }
+
+    fn new(code: &str) -> NewAccessToken {
+        NewAccessToken {
+            business_id: 1,
+            access_code: code.into(),
+            minutes_included: 60,
+            ..Default::default()
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.db")).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn create_read_revoke_round_trip() {
+        let (_d, s) = store();
+        let mut t = new("12345");
+        t.valid_to = Some(now() + chrono::Duration::milliseconds(1500));
+        t.mac_address = Some("aa-bb-cc-dd-ee-ff".parse().unwrap());
+        t.device_limit = Some(2);
+        let id = s.create_token(&t, now()).unwrap();
+        let got = s.tokens_by_code("12345", None).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].id, id);
+        assert_eq!(got[0].valid_to, t.valid_to);
+        assert_eq!(got[0].mac_address, t.mac_address);
+        assert!(s.revoke_token(id, now()).unwrap());
+        assert!(!s.revoke_token(id, now()).unwrap());
+        assert_eq!(
+            s.tokens_by_code("12345", Some(1)).unwrap()[0].revoked_at,
+            Some(now())
+        );
+    }
+
+    #[test]
+    fn duplicate_code_refused_and_batch_is_all_or_nothing() {
+        let (_d, s) = store();
+        s.create_token(&new("11111"), now()).unwrap();
+        let e = s.create_token(&new("11111"), now()).unwrap_err();
+        assert!(matches!(e, StoreError::DuplicateCode { .. }));
+        assert!(!e.to_string().contains("11111"), "codes are masked: {e}");
+        let mut other_business = new("11111");
+        other_business.business_id = 2;
+        s.create_token(&other_business, now()).unwrap();
+        let e = s
+            .create_tokens(&[new("22222"), new("33333"), new("22222")], now())
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Row { row: 2, .. }), "{e}");
+        assert!(
+            s.tokens_by_code("22222", None).unwrap().is_empty(),
+            "nothing of a failed batch is kept"
+        );
+    }
+
+    #[test]
+    fn binding_respects_limit_under_a_race() {
+        let (_d, s) = store();
+        let id = s.create_token(&new("55555"), now()).unwrap();
+        let s = Arc::new(s);
+        let handles: Vec<_> = (0..16u8)
+            .map(|i| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let mac: Mac = format!("02:00:00:00:00:{i:02x}").parse().unwrap();
+                    s.bind_device(id, mac, Some(3), now()).unwrap()
+                })
+            })
+            .collect();
+        let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(
+            outcomes
+                .iter()
+                .filter(|o| **o == BindOutcome::Bound)
+                .count(),
+            3
+        );
+        assert_eq!(s.token_usage(id, None).unwrap().bound_devices.len(), 3);
+        let first = s.token_usage(id, None).unwrap().bound_devices[0];
+        assert_eq!(
+            s.bind_device(id, first, Some(3), now()).unwrap(),
+            BindOutcome::AlreadyBound
+        );
+    }
+}
