@@ -19,6 +19,9 @@ mod encode;
 mod packet;
 mod vsa;
 
+#[cfg(test)]
+mod proptests;
+
 pub use auth::{
     chap_matches, message_authenticator_for_request, message_authenticator_for_response,
     pap_decrypt, pap_encrypt, response_authenticator, verify_message_authenticator,
