@@ -28,6 +28,103 @@ pub enum Command {
     /// Manage access tokens.
     #[command(subcommand)]
     Token(Box<TokenCommand>),
+    /// Manage pre-registered visitors and their PINs.
+    #[command(subcommand)]
+    Visitor(Box<VisitorCommand>),
+    /// Manage customers (members) and their PINs.
+    #[command(subcommand)]
+    Customer(Box<CustomerCommand>),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VisitorCommand {
+    /// Register a visitor; prints the visitor's guid and PIN.
+    Register {
+        #[arg(long, value_name = "N", allow_hyphen_values = true)]
+        business_id: String,
+        #[arg(long, allow_hyphen_values = true)]
+        name: String,
+        #[arg(long, allow_hyphen_values = true)]
+        email: Option<String>,
+        /// Expected arrival (RFC 3339); informational, the window starts at check-in.
+        #[arg(long, value_name = "T", allow_hyphen_values = true)]
+        expected_arrival: Option<String>,
+        /// Print {"guid": ..., "pin": ...}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record the visitor's arrival: the Wi-Fi window starts here.
+    CheckIn {
+        guid: String,
+        /// Arrival time (RFC 3339); default now.
+        #[arg(long, value_name = "T", allow_hyphen_values = true)]
+        at: Option<String>,
+    },
+    /// List visitors.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_name = "N", allow_hyphen_values = true)]
+        business_id: Option<String>,
+    },
+    /// Show one visitor.
+    Show {
+        guid: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a visitor; the visitor's access token stops working at once.
+    Delete { guid: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CustomerCommand {
+    /// Create a customer; prints the id and the PIN.
+    Create {
+        #[arg(long, value_name = "N", allow_hyphen_values = true)]
+        business_id: String,
+        #[arg(long, allow_hyphen_values = true)]
+        name: String,
+        #[arg(long, allow_hyphen_values = true)]
+        email: Option<String>,
+        /// A 5-digit PIN; default: a random unique one.
+        #[arg(long, allow_hyphen_values = true)]
+        pin: Option<String>,
+        /// Print {"id": ..., "pin": ...}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a customer's PIN (5 digits, unique); the old PIN stops working at once.
+    SetPin {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+        #[arg(allow_hyphen_values = true)]
+        pin: String,
+    },
+    /// Deactivate a customer: the PIN no longer opens the Wi-Fi.
+    Deactivate {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
+    /// Activate a customer again.
+    Activate {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
+    /// List customers.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_name = "N", allow_hyphen_values = true)]
+        business_id: Option<String>,
+    },
+    /// Print name, email and PIN of each customer, for a PIN reminder message.
+    PinReminder {
+        #[arg(required = true, allow_hyphen_values = true)]
+        ids: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -125,6 +125,56 @@ pub struct RawConfig {
     pub reply: ReplySection,
     #[serde(default, rename = "client")]
     pub clients: Vec<ClientSection>,
+    #[serde(default)]
+    pub visitors: VisitorSettings,
+    #[serde(default)]
+    pub customers: CustomerSettings,
+}
+
+/// `[visitors]`: the platform's "Network check-in" settings (seed 000).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct VisitorSettings {
+    /// "Generate an access token for every pre-registered visitor".
+    pub generate_access_tokens: bool,
+    /// "Default duration for visitor access tokens", in minutes, for all visitors.
+    /// Read when a visitor is registered: changing it does not rewrite existing tokens.
+    pub default_minutes: i64,
+    /// "Maximum number of devices per visitor" (distinct devices).
+    pub max_devices: i64,
+    /// A visitor not yet checked in is checked in by the first accepted Wi-Fi login;
+    /// when false such a login is rejected until an admin checks the visitor in.
+    pub check_in_on_first_login: bool,
+}
+
+impl Default for VisitorSettings {
+    fn default() -> Self {
+        Self {
+            generate_access_tokens: true,
+            default_minutes: 60,
+            max_devices: 2,
+            check_in_on_first_login: true,
+        }
+    }
+}
+
+/// `[customers]`: Wi-Fi rules for members logging in with their PIN.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CustomerSettings {
+    /// Session-Timeout of each login, in minutes.
+    pub session_minutes: i64,
+    /// Distinct devices a customer may use.
+    pub max_devices: i64,
+}
+
+impl Default for CustomerSettings {
+    fn default() -> Self {
+        Self {
+            session_minutes: 1440,
+            max_devices: 3,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -212,6 +262,8 @@ pub struct Config {
     pub idle_timeout: Option<u32>,
     pub acct_interim_interval: Option<u32>,
     pub clients: Vec<Client>,
+    pub visitors: VisitorSettings,
+    pub customers: CustomerSettings,
 }
 
 fn parse_listen(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -398,6 +450,32 @@ impl Config {
             });
         }
 
+        let minutes = |key: &str, v: i64| {
+            if (1..=crate::model::MAX_MINUTES).contains(&v) {
+                Ok(())
+            } else {
+                Err(invalid(
+                    key,
+                    v,
+                    format!(
+                        "must be a whole number of minutes from 1 to {}",
+                        crate::model::MAX_MINUTES
+                    ),
+                ))
+            }
+        };
+        let devices = |key: &str, v: i64| {
+            if (1..=10_000).contains(&v) {
+                Ok(())
+            } else {
+                Err(invalid(key, v, "must be a whole number from 1 to 10000"))
+            }
+        };
+        minutes("visitors.default_minutes", raw.visitors.default_minutes)?;
+        devices("visitors.max_devices", raw.visitors.max_devices)?;
+        minutes("customers.session_minutes", raw.customers.session_minutes)?;
+        devices("customers.max_devices", raw.customers.max_devices)?;
+
         Ok(Config {
             path: path.to_path_buf(),
             auth_listen,
@@ -407,7 +485,18 @@ impl Config {
             idle_timeout,
             acct_interim_interval,
             clients,
+            visitors: raw.visitors,
+            customers: raw.customers,
         })
+    }
+
+    /// The login rules the policy applies to visitors and customers.
+    pub fn login_rules(&self) -> crate::policy::LoginRules {
+        crate::policy::LoginRules {
+            check_in_on_first_login: self.visitors.check_in_on_first_login,
+            customer_session_minutes: self.customers.session_minutes as u32,
+            customer_max_devices: self.customers.max_devices as u32,
+        }
     }
 
     /// Things that are allowed but unwise, for `check-config` to print.
@@ -519,6 +608,12 @@ reply_attributes = { "Mikrotik-Rate-Limit" = "2M/2M", "WISPr-Bandwidth-Max-Down"
         assert!(e.contains("client[1].name"), "{e}");
         let e = err(&GOOD.replace("[reply]", "[reply]\nidle_timout = 3"));
         assert!(e.contains("idle_timout"), "{e}");
+        let e = err(&format!("{GOOD}\n[visitors]\ndefault_minutes = 0\n"));
+        assert!(e.contains("visitors.default_minutes = 0"), "{e}");
+        let e = err(&format!("{GOOD}\n[customers]\nmax_devices = -1\n"));
+        assert!(e.contains("customers.max_devices = -1"), "{e}");
+        let e = err(&format!("{GOOD}\n[visitors]\ndefault_minute = 5\n"));
+        assert!(e.contains("default_minute"), "{e}");
         let e = err("[server]\n");
         assert!(e.contains("[[client]]"), "{e}");
     }

@@ -3,8 +3,9 @@
 
 use anyhow::{Context as _, Result};
 use clap::Parser;
-use pinradius::cli::{Cli, Command, CreateArgs, TokenCommand};
+use pinradius::cli::{Cli, Command, CreateArgs, CustomerCommand, TokenCommand, VisitorCommand};
 use pinradius::clock::SystemClock;
+use pinradius::commands::people::{self, CustomerInput, VisitorInput};
 use pinradius::commands::{self, CommandError, Field, tokens};
 use pinradius::config::Config;
 use pinradius::server::Server;
@@ -54,6 +55,22 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Serve => serve(config),
+        Command::Visitor(cmd) => {
+            let store = Store::open(&config.database)?;
+            print!(
+                "{}",
+                visitor_command(&config, &store, *cmd, chrono::Utc::now())?
+            );
+            Ok(())
+        }
+        Command::Customer(cmd) => {
+            let store = Store::open(&config.database)?;
+            print!(
+                "{}",
+                customer_command(&config, &store, *cmd, chrono::Utc::now())?
+            );
+            Ok(())
+        }
         Command::Token(cmd) => {
             let cmd = *cmd;
             let store = Store::open(&config.database)?;
@@ -104,6 +121,7 @@ fn run(cli: Cli) -> Result<()> {
                         business(business_id)?,
                         device,
                         at.unwrap_or(now),
+                        &config.login_rules(),
                     )?
                 }
             };
@@ -111,6 +129,75 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn visitor_command(
+    config: &Config,
+    store: &Store,
+    cmd: VisitorCommand,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<String, CommandError> {
+    Ok(match cmd {
+        VisitorCommand::Register {
+            business_id,
+            name,
+            email,
+            expected_arrival,
+            json,
+        } => {
+            let input = VisitorInput {
+                business_id,
+                name,
+                email,
+                expected_arrival,
+            };
+            people::render_registered(
+                &people::register_visitor(store, &config.visitors, &input, now)?,
+                json,
+            )
+        }
+        VisitorCommand::CheckIn { guid, at } => people::check_in(store, &guid, at.as_deref(), now)?,
+        VisitorCommand::List { json, business_id } => {
+            people::list_visitors(store, business(business_id)?, json)?
+        }
+        VisitorCommand::Show { guid, json } => people::show_visitor(store, &guid, json)?,
+        VisitorCommand::Delete { guid } => people::delete_visitor(store, &guid)?,
+    })
+}
+
+fn customer_command(
+    config: &Config,
+    store: &Store,
+    cmd: CustomerCommand,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<String, CommandError> {
+    Ok(match cmd {
+        CustomerCommand::Create {
+            business_id,
+            name,
+            email,
+            pin,
+            json,
+        } => {
+            let input = CustomerInput {
+                business_id,
+                name,
+                email,
+                pin,
+            };
+            people::render_created(
+                &people::create_customer(store, &config.customers, &input, now)?,
+                json,
+            )
+        }
+        CustomerCommand::SetPin { id, pin } => people::set_pin(store, &id, &pin)?,
+        CustomerCommand::Deactivate { id } => people::set_active(store, &id, false)?,
+        CustomerCommand::Activate { id } => people::set_active(store, &id, true)?,
+        CustomerCommand::List { json, business_id } => {
+            people::list_customers(store, business(business_id)?, json)?
+        }
+        CustomerCommand::PinReminder { ids, json } => people::pin_reminder(store, &ids, json)?,
+    })
 }
 
 fn create_input(a: CreateArgs) -> tokens::TokenInput {

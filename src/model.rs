@@ -98,6 +98,9 @@ impl<'de> Deserialize<'de> for Mac {
     }
 }
 
+/// Longest token life in minutes (100 years): beyond is a typo, not a plan.
+pub const MAX_MINUTES: i64 = 52_560_000;
+
 /// Codes and PINs are credentials: logs show only the last two characters.
 pub fn mask_code(code: &str) -> String {
     let n = code.chars().count();
@@ -124,6 +127,8 @@ pub struct AccessToken {
     pub mac_address: Option<Mac>,
     pub booking_guid: Option<String>,
     pub visitor_guid: Option<String>,
+    /// Set when the token is a customer's PIN.
+    pub customer_id: Option<i64>,
     pub created_at: DateTime<Utc>,
     /// Set by `token revoke`; a revoked token is kept for the record but never accepted.
     pub revoked_at: Option<DateTime<Utc>>,
@@ -143,6 +148,68 @@ pub struct NewAccessToken {
     pub mac_address: Option<Mac>,
     pub booking_guid: Option<String>,
     pub visitor_guid: Option<String>,
+}
+
+/// A pre-registered visitor (seeds 000 and 001). Every visitor has a PIN; the PIN is
+/// also the code of the visitor's access token when tokens are generated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Visitor {
+    pub id: i64,
+    pub guid: String,
+    pub business_id: i64,
+    pub name: String,
+    pub email: Option<String>,
+    pub expected_arrival: Option<DateTime<Utc>>,
+    /// Check-in time: the visitor's Wi-Fi window starts here.
+    pub arrived_at: Option<DateTime<Utc>>,
+    pub pin: String,
+    /// The visitor's access token, when one was generated at registration.
+    pub token_id: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A visitor to register.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NewVisitor {
+    pub business_id: i64,
+    pub name: String,
+    pub email: Option<String>,
+    pub expected_arrival: Option<DateTime<Utc>>,
+}
+
+/// A customer (member) with a 5-digit PIN (seed 002).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Customer {
+    pub id: i64,
+    pub business_id: i64,
+    pub name: String,
+    pub email: Option<String>,
+    pub pin: String,
+    pub active: bool,
+    /// The access token through which the PIN logs in to Wi-Fi.
+    pub token_id: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NewCustomer {
+    pub business_id: i64,
+    pub name: String,
+    pub email: Option<String>,
+}
+
+/// Who a token belongs to, as far as login rules differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenOwner {
+    /// A token on its own (CLI, CSV, API).
+    Standalone,
+    /// A visitor's token: usable for `minutes_included` from the visitor's arrival.
+    Visitor {
+        visitor_id: i64,
+        arrived_at: Option<DateTime<Utc>>,
+    },
+    /// A customer's PIN: session length and device limit come from `[customers]`.
+    Customer { customer_id: i64, active: bool },
 }
 
 /// What the store knows about a token's use, gathered in one read for a login.

@@ -1,6 +1,7 @@
 //! Admin operations shared by the CLI and (later) the HTTP API: input validation in
 //! one place, store calls, and rendering for the terminal. Time is a parameter.
 
+pub mod people;
 pub mod tokens;
 
 use crate::store::StoreError;
@@ -21,6 +22,12 @@ pub enum Field {
     BookingGuid,
     VisitorGuid,
     At,
+    Name,
+    Email,
+    ExpectedArrival,
+    Pin,
+    CustomerId,
+    Guid,
 }
 
 impl Field {
@@ -38,6 +45,12 @@ impl Field {
             Self::BookingGuid => "--booking-guid",
             Self::VisitorGuid => "--visitor-guid",
             Self::At => "--at",
+            Self::Name => "--name",
+            Self::Email => "--email",
+            Self::ExpectedArrival => "--expected-arrival",
+            Self::Pin => "PIN",
+            Self::CustomerId => "ID",
+            Self::Guid => "GUID",
         }
     }
 
@@ -55,6 +68,12 @@ impl Field {
             Self::BookingGuid => "booking_guid",
             Self::VisitorGuid => "visitor_guid",
             Self::At => "at",
+            Self::Name => "name",
+            Self::Email => "email",
+            Self::ExpectedArrival => "expected_arrival",
+            Self::Pin => "pin",
+            Self::CustomerId => "customer_id",
+            Self::Guid => "guid",
         }
     }
 
@@ -72,6 +91,12 @@ impl Field {
             Self::BookingGuid => "BookingGuid",
             Self::VisitorGuid => "VisitorGuid",
             Self::At => "At",
+            Self::Name => "Name",
+            Self::Email => "Email",
+            Self::ExpectedArrival => "ExpectedArrival",
+            Self::Pin => "PinCode",
+            Self::CustomerId => "CustomerId",
+            Self::Guid => "Guid",
         }
     }
 }

@@ -1,8 +1,10 @@
 //! `token create|list|show|revoke|import|explain`.
 
 use super::{CommandError, Field, FieldError, Naming, describe};
-use crate::model::{AccessToken, Mac, NewAccessToken, TokenUsage, mask_code};
-use crate::policy;
+use crate::model::{
+    AccessToken, MAX_MINUTES, Mac, NewAccessToken, TokenOwner, TokenUsage, mask_code,
+};
+use crate::policy::{self, LoginRules};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::collections::HashMap;
@@ -27,8 +29,6 @@ pub struct TokenInput {
 
 /// Longest code: a PAP password carries at most 128 octets (RFC 2865 5.2).
 pub const MAX_CODE_LEN: usize = 128;
-/// Longest token life in minutes (100 years): beyond is a typo, not a plan.
-pub const MAX_MINUTES: i64 = 52_560_000;
 const MAX_DESCRIPTION: usize = 1024;
 const MAX_LIMIT: i64 = 10_000;
 
@@ -341,6 +341,31 @@ pub fn revoke(
     })
 }
 
+fn owner_text(owner: TokenOwner) -> String {
+    match owner {
+        TokenOwner::Standalone => "standalone token".into(),
+        TokenOwner::Visitor {
+            visitor_id,
+            arrived_at: Some(a),
+        } => {
+            format!("visitor {visitor_id}, arrived {}", time_text(Some(a)))
+        }
+        TokenOwner::Visitor {
+            visitor_id,
+            arrived_at: None,
+        } => format!("visitor {visitor_id}, not checked in"),
+        TokenOwner::Customer {
+            customer_id,
+            active,
+        } => {
+            format!(
+                "customer {customer_id} ({})",
+                if active { "active" } else { "deactivated" }
+            )
+        }
+    }
+}
+
 fn time_text(t: Option<DateTime<Utc>>) -> String {
     t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
         .unwrap_or_else(|| "-".into())
@@ -476,8 +501,10 @@ pub fn explain(
     business_id: Option<i64>,
     device: Option<Mac>,
     now: DateTime<Utc>,
+    rules: &LoginRules,
 ) -> Result<String, CommandError> {
     let token = find(store, code, business_id)?;
+    let owner = store.token_owner(&token)?;
     let usage = store.token_usage(token.id, device)?;
     let mut out = format!(
         "token {} ({}) in business {} at {}, device {}:\n",
@@ -487,6 +514,7 @@ pub fn explain(
         time_text(Some(now)),
         device.map_or("(none given)".into(), |d| d.to_string()),
     );
+    let _ = writeln!(out, "  owner:   {}", owner_text(owner));
     let included = u64::from(token.minutes_included) * 60;
     let _ = writeln!(
         out,
@@ -515,13 +543,19 @@ pub fn explain(
             usage.open_sessions_elsewhere
         );
     }
-    match policy::decide(now, &token, &usage, device) {
+    match policy::decide(now, &token, owner, &usage, device, rules) {
         Ok(g) => {
             let _ = writeln!(
                 out,
                 "ACCEPT: Session-Timeout = {} s (limited by {})",
                 g.session_timeout, g.limited_by
             );
+            if g.check_in {
+                let _ = writeln!(
+                    out,
+                    "  this login would check the visitor in (window starts now)"
+                );
+            }
             if let Some(d) = g.bind_device {
                 let _ = writeln!(
                     out,
@@ -642,7 +676,10 @@ mod tests {
         let e = import_csv(&store, "c.csv", dup.as_bytes(), now)
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("c.csv line 3: access_code"), "{e}");
+        assert!(
+            e.starts_with("c.csv line 3: code ***11 is already used by token"),
+            "{e}"
+        );
         assert!(store.tokens_by_code("55555", None).unwrap().is_empty());
         let e = import_csv(&store, "d.csv", "business_id,code\n".as_bytes(), now)
             .unwrap_err()

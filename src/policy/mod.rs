@@ -2,7 +2,10 @@
 //! returns a value; nothing here reads a clock, a socket or the database, so the rules
 //! are tested as tables.
 
-use crate::model::{AccessToken, Mac, TokenUsage};
+pub mod pin;
+
+use crate::model::{AccessToken, Mac, TokenOwner, TokenUsage};
+use chrono::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::fmt;
 
@@ -18,6 +21,10 @@ pub enum RejectReason {
     /// The request carried neither a usable User-Password nor CHAP-Password.
     NoCredentials,
     Revoked,
+    /// A customer whose account is deactivated.
+    Deactivated,
+    /// A visitor not checked in, with `check_in_on_first_login = false`.
+    NotCheckedIn,
     NotYetValid {
         valid_from: DateTime<Utc>,
     },
@@ -46,6 +53,8 @@ impl RejectReason {
             Self::BadPassword => "bad_password",
             Self::NoCredentials => "no_credentials",
             Self::Revoked => "revoked",
+            Self::Deactivated => "deactivated",
+            Self::NotCheckedIn => "not_checked_in",
             Self::NotYetValid { .. } => "not_yet_valid",
             Self::Expired => "expired",
             Self::MinutesUsedUp => "minutes_used_up",
@@ -72,6 +81,10 @@ impl fmt::Display for RejectReason {
             Self::UnknownCode | Self::BadPassword => f.write_str("Unknown or wrong access code"),
             Self::NoCredentials => f.write_str("No password in the request (PAP or CHAP required)"),
             Self::Revoked => f.write_str("This access code has been revoked"),
+            Self::Deactivated => f.write_str("This member account is deactivated"),
+            Self::NotCheckedIn => {
+                f.write_str("Please check in at reception before using the Wi-Fi")
+            }
             Self::NotYetValid { valid_from } => write!(
                 f,
                 "This access code is not valid before {}",
@@ -106,6 +119,10 @@ pub enum BindingLimit {
     ValidTo,
     /// Minutes included minus minutes used.
     MinutesLeft,
+    /// End of the visitor's window: arrival + minutes included.
+    VisitorWindow,
+    /// `[customers] session_minutes`.
+    CustomerSession,
 }
 
 impl fmt::Display for BindingLimit {
@@ -113,6 +130,8 @@ impl fmt::Display for BindingLimit {
         f.write_str(match self {
             Self::ValidTo => "time until valid_to",
             Self::MinutesLeft => "minutes left",
+            Self::VisitorWindow => "end of the visitor's window",
+            Self::CustomerSession => "customers.session_minutes",
         })
     }
 }
@@ -126,6 +145,28 @@ pub struct Grant {
     /// The device is new to this token and must be bound (atomically, by the store,
     /// which re-checks `device_limit` inside its transaction).
     pub bind_device: Option<Mac>,
+    /// The distinct-device limit in force (token, or `[customers] max_devices`).
+    pub device_limit: Option<u32>,
+    /// The visitor is not checked in yet and this login checks them in at `now`.
+    pub check_in: bool,
+}
+
+/// Rules from the config that decide logins of visitors and customers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginRules {
+    pub check_in_on_first_login: bool,
+    pub customer_session_minutes: u32,
+    pub customer_max_devices: u32,
+}
+
+impl Default for LoginRules {
+    fn default() -> Self {
+        Self {
+            check_in_on_first_login: true,
+            customer_session_minutes: 1440,
+            customer_max_devices: 3,
+        }
+    }
 }
 
 /// Time left in whole seconds, the least of the token's limits. `Err` when nothing is
@@ -135,6 +176,7 @@ pub fn session_timeout(
     now: DateTime<Utc>,
     token: &AccessToken,
     used_seconds: u64,
+    window_end: Option<DateTime<Utc>>,
 ) -> Result<(u32, BindingLimit), RejectReason> {
     let included = u64::from(token.minutes_included) * 60;
     let minutes_left = included.saturating_sub(used_seconds);
@@ -142,29 +184,63 @@ pub fn session_timeout(
         return Err(RejectReason::MinutesUsedUp);
     }
     let mut best = (minutes_left, BindingLimit::MinutesLeft);
-    if let Some(valid_to) = token.valid_to {
+    for (end, limit) in [
+        (token.valid_to, BindingLimit::ValidTo),
+        (window_end, BindingLimit::VisitorWindow),
+    ] {
+        let Some(end) = end else { continue };
         // Floor to whole seconds: never promise a fraction we do not have.
-        let left = (valid_to - now).num_seconds();
+        let left = (end - now).num_seconds();
         if left < 1 {
             return Err(RejectReason::Expired);
         }
         if (left as u64) < best.0 {
-            best = (left as u64, BindingLimit::ValidTo);
+            best = (left as u64, limit);
         }
     }
     Ok((u32::try_from(best.0).unwrap_or(u32::MAX), best.1))
 }
 
 /// Decides a login with a known code whose password already matched. Checks, in
-/// order: revoked, not yet valid, expired, device rules, minutes, simultaneous use.
+/// order: revoked, the owner's state (customer deactivated; visitor not checked in,
+/// not arrived yet, window over), the token's validity window, device rules, time
+/// left, simultaneous use.
 pub fn decide(
     now: DateTime<Utc>,
     token: &AccessToken,
+    owner: TokenOwner,
     usage: &TokenUsage,
     device: Option<Mac>,
+    rules: &LoginRules,
 ) -> Result<Grant, RejectReason> {
     if token.revoked_at.is_some() {
         return Err(RejectReason::Revoked);
+    }
+    let mut check_in = false;
+    let mut window_end = None;
+    match owner {
+        TokenOwner::Customer { active: false, .. } => return Err(RejectReason::Deactivated),
+        TokenOwner::Visitor { arrived_at, .. } => {
+            let arrival = match arrived_at {
+                Some(a) => a,
+                None if rules.check_in_on_first_login => {
+                    check_in = true;
+                    now
+                }
+                None => return Err(RejectReason::NotCheckedIn),
+            };
+            if now < arrival {
+                return Err(RejectReason::NotYetValid {
+                    valid_from: arrival,
+                });
+            }
+            let end = arrival + Duration::minutes(i64::from(token.minutes_included));
+            if now >= end {
+                return Err(RejectReason::Expired);
+            }
+            window_end = Some(end);
+        }
+        TokenOwner::Customer { .. } | TokenOwner::Standalone => {}
     }
     if let Some(valid_from) = token.valid_from
         && now < valid_from
@@ -181,8 +257,12 @@ pub fn decide(
             Some(_) => {}
         }
     }
+    let device_limit = match owner {
+        TokenOwner::Customer { .. } => Some(rules.customer_max_devices),
+        _ => token.device_limit,
+    };
     let already_bound = device.is_some_and(|d| usage.bound_devices.contains(&d));
-    if let Some(limit) = token.device_limit {
+    if let Some(limit) = device_limit {
         match device {
             None => return Err(RejectReason::NoDevice),
             Some(_) if !already_bound && usage.bound_devices.len() >= limit as usize => {
@@ -191,7 +271,22 @@ pub fn decide(
             Some(_) => {}
         }
     }
-    let (session_timeout, limited_by) = session_timeout(now, token, usage.used_seconds)?;
+    let (session_timeout, limited_by) = match owner {
+        // A member's PIN has no minute budget: each login gets the configured session,
+        // cut short only by the token's own valid_to if an admin set one.
+        TokenOwner::Customer { .. } => {
+            let session = u64::from(rules.customer_session_minutes) * 60;
+            match token.valid_to.map(|t| (t - now).num_seconds()) {
+                Some(left) if left < 1 => return Err(RejectReason::Expired),
+                Some(left) if (left as u64) < session => (left as u32, BindingLimit::ValidTo),
+                _ => (
+                    u32::try_from(session).unwrap_or(u32::MAX),
+                    BindingLimit::CustomerSession,
+                ),
+            }
+        }
+        _ => session_timeout(now, token, usage.used_seconds, window_end)?,
+    };
     if let Some(limit) = token.user_limit
         && usage.open_sessions_elsewhere >= limit
     {
@@ -201,13 +296,22 @@ pub fn decide(
         session_timeout,
         limited_by,
         bind_device: device.filter(|_| !already_bound),
+        device_limit,
+        check_in,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{Duration, TimeZone};
+    use chrono::TimeZone;
+
+    const STANDALONE: TokenOwner = TokenOwner::Standalone;
+    const RULES: LoginRules = LoginRules {
+        check_in_on_first_login: true,
+        customer_session_minutes: 1440,
+        customer_max_devices: 3,
+    };
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap()
@@ -227,6 +331,7 @@ mod tests {
             mac_address: None,
             booking_guid: None,
             visitor_guid: None,
+            customer_id: None,
             created_at: now() - Duration::days(1),
             revoked_at: None,
         }
@@ -238,7 +343,15 @@ mod tests {
 
     #[test]
     fn fresh_token_gets_all_its_minutes() {
-        let g = decide(now(), &token(), &TokenUsage::default(), Some(mac(1))).unwrap();
+        let g = decide(
+            now(),
+            &token(),
+            STANDALONE,
+            &TokenUsage::default(),
+            Some(mac(1)),
+            &RULES,
+        )
+        .unwrap();
         assert_eq!(g.session_timeout, 3600);
         assert_eq!(g.limited_by, BindingLimit::MinutesLeft);
         assert_eq!(g.bind_device, Some(mac(1)));
@@ -254,30 +367,33 @@ mod tests {
         // 50 minutes left, valid_to in 30 min 0.9 s -> 1800 (floored).
         t.valid_to = Some(now() + Duration::milliseconds(1_800_900));
         assert_eq!(
-            session_timeout(now(), &t, usage.used_seconds),
+            session_timeout(now(), &t, usage.used_seconds, None),
             Ok((1800, BindingLimit::ValidTo))
         );
         t.valid_to = Some(now() + Duration::hours(5));
         assert_eq!(
-            session_timeout(now(), &t, usage.used_seconds),
+            session_timeout(now(), &t, usage.used_seconds, None),
             Ok((3000, BindingLimit::MinutesLeft))
         );
         // One second of minutes left is still a login; none is not.
         assert_eq!(
-            session_timeout(now(), &t, 3599),
+            session_timeout(now(), &t, 3599, None),
             Ok((1, BindingLimit::MinutesLeft))
         );
         assert_eq!(
-            session_timeout(now(), &t, 3600),
+            session_timeout(now(), &t, 3600, None),
             Err(RejectReason::MinutesUsedUp)
         );
         assert_eq!(
-            session_timeout(now(), &t, 99_999),
+            session_timeout(now(), &t, 99_999, None),
             Err(RejectReason::MinutesUsedUp)
         );
         // Less than a whole second before valid_to: never a Session-Timeout of 0.
         t.valid_to = Some(now() + Duration::milliseconds(999));
-        assert_eq!(session_timeout(now(), &t, 0), Err(RejectReason::Expired));
+        assert_eq!(
+            session_timeout(now(), &t, 0, None),
+            Err(RejectReason::Expired)
+        );
     }
 
     #[test]
@@ -286,15 +402,17 @@ mod tests {
         t.valid_from = Some(now());
         t.valid_to = Some(now() + Duration::minutes(10));
         assert!(
-            decide(now(), &t, &TokenUsage::default(), None).is_ok(),
+            decide(now(), &t, STANDALONE, &TokenUsage::default(), None, &RULES).is_ok(),
             "usable from valid_from exactly"
         );
         assert_eq!(
             decide(
                 now() - Duration::seconds(1),
                 &t,
+                STANDALONE,
                 &TokenUsage::default(),
-                None
+                None,
+                &RULES
             ),
             Err(RejectReason::NotYetValid { valid_from: now() })
         );
@@ -302,16 +420,20 @@ mod tests {
             decide(
                 now() + Duration::minutes(10),
                 &t,
+                STANDALONE,
                 &TokenUsage::default(),
-                None
+                None,
+                &RULES
             ),
             Err(RejectReason::Expired)
         );
         let g = decide(
             now() + Duration::minutes(9),
             &t,
+            STANDALONE,
             &TokenUsage::default(),
             None,
+            &RULES,
         )
         .unwrap();
         assert_eq!(g.session_timeout, 60);
@@ -323,7 +445,7 @@ mod tests {
         t.revoked_at = Some(now());
         t.valid_to = Some(now() - Duration::days(1));
         assert_eq!(
-            decide(now(), &t, &TokenUsage::default(), None),
+            decide(now(), &t, STANDALONE, &TokenUsage::default(), None, &RULES),
             Err(RejectReason::Revoked)
         );
     }
@@ -332,13 +454,30 @@ mod tests {
     fn device_rules() {
         let mut t = token();
         t.mac_address = Some(mac(1));
-        assert!(decide(now(), &t, &TokenUsage::default(), Some(mac(1))).is_ok());
+        assert!(
+            decide(
+                now(),
+                &t,
+                STANDALONE,
+                &TokenUsage::default(),
+                Some(mac(1)),
+                &RULES
+            )
+            .is_ok()
+        );
         assert_eq!(
-            decide(now(), &t, &TokenUsage::default(), Some(mac(2))),
+            decide(
+                now(),
+                &t,
+                STANDALONE,
+                &TokenUsage::default(),
+                Some(mac(2)),
+                &RULES
+            ),
             Err(RejectReason::WrongDevice)
         );
         assert_eq!(
-            decide(now(), &t, &TokenUsage::default(), None),
+            decide(now(), &t, STANDALONE, &TokenUsage::default(), None, &RULES),
             Err(RejectReason::NoDevice)
         );
 
@@ -348,22 +487,27 @@ mod tests {
             bound_devices: vec![mac(1), mac(2)],
             ..Default::default()
         };
-        let g = decide(now(), &t, &usage, Some(mac(2))).unwrap();
+        let g = decide(now(), &t, STANDALONE, &usage, Some(mac(2)), &RULES).unwrap();
         assert_eq!(
             g.bind_device, None,
             "already bound devices come back without a new binding"
         );
         assert_eq!(
-            decide(now(), &t, &usage, Some(mac(3))),
+            decide(now(), &t, STANDALONE, &usage, Some(mac(3)), &RULES),
             Err(RejectReason::DeviceLimitReached { limit: 2 })
         );
-        assert_eq!(decide(now(), &t, &usage, None), Err(RejectReason::NoDevice));
+        assert_eq!(
+            decide(now(), &t, STANDALONE, &usage, None, &RULES),
+            Err(RejectReason::NoDevice)
+        );
         let one = TokenUsage {
             bound_devices: vec![mac(1)],
             ..Default::default()
         };
         assert_eq!(
-            decide(now(), &t, &one, Some(mac(3))).unwrap().bind_device,
+            decide(now(), &t, STANDALONE, &one, Some(mac(3)), &RULES)
+                .unwrap()
+                .bind_device,
             Some(mac(3))
         );
     }
@@ -377,10 +521,20 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            decide(now(), &t, &busy, Some(mac(2))),
+            decide(now(), &t, STANDALONE, &busy, Some(mac(2)), &RULES),
             Err(RejectReason::SimultaneousUseLimit { limit: 1 })
         );
-        assert!(decide(now(), &t, &TokenUsage::default(), Some(mac(2))).is_ok());
+        assert!(
+            decide(
+                now(),
+                &t,
+                STANDALONE,
+                &TokenUsage::default(),
+                Some(mac(2)),
+                &RULES
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -389,6 +543,8 @@ mod tests {
             RejectReason::UnknownCode,
             RejectReason::NoCredentials,
             RejectReason::Revoked,
+            RejectReason::Deactivated,
+            RejectReason::NotCheckedIn,
             RejectReason::NotYetValid { valid_from: now() },
             RejectReason::Expired,
             RejectReason::MinutesUsedUp,
@@ -406,6 +562,139 @@ mod tests {
         assert_eq!(
             RejectReason::BadPassword.to_string(),
             RejectReason::UnknownCode.to_string()
+        );
+    }
+
+    fn visitor(arrived_at: Option<DateTime<Utc>>) -> TokenOwner {
+        TokenOwner::Visitor {
+            visitor_id: 1,
+            arrived_at,
+        }
+    }
+
+    #[test]
+    fn visitor_window_runs_from_arrival_for_the_minutes() {
+        let t = token(); // 60 minutes
+        let arrival = now();
+        let owner = visitor(Some(arrival));
+        let u = TokenUsage::default();
+        // Exactly at arrival: the whole hour.
+        let g = decide(arrival, &t, owner, &u, None, &RULES).unwrap();
+        assert_eq!((g.session_timeout, g.check_in), (3600, false));
+        // 45 minutes in, with 10 minutes used: the window (15 min) is the least.
+        let used = TokenUsage {
+            used_seconds: 600,
+            ..Default::default()
+        };
+        let g = decide(
+            arrival + Duration::minutes(45),
+            &t,
+            owner,
+            &used,
+            None,
+            &RULES,
+        )
+        .unwrap();
+        assert_eq!(
+            (g.session_timeout, g.limited_by),
+            (900, BindingLimit::VisitorWindow)
+        );
+        // One second before the end: one second. Exactly at the end: over.
+        let g = decide(
+            arrival + Duration::seconds(3599),
+            &t,
+            owner,
+            &u,
+            None,
+            &RULES,
+        )
+        .unwrap();
+        assert_eq!(g.session_timeout, 1);
+        assert_eq!(
+            decide(arrival + Duration::minutes(60), &t, owner, &u, None, &RULES),
+            Err(RejectReason::Expired)
+        );
+        // Checked in for later (admin --at in the future): not yet.
+        assert_eq!(
+            decide(arrival - Duration::seconds(1), &t, owner, &u, None, &RULES),
+            Err(RejectReason::NotYetValid {
+                valid_from: arrival
+            })
+        );
+    }
+
+    #[test]
+    fn first_login_checks_in_unless_turned_off() {
+        let t = token();
+        let g = decide(
+            now(),
+            &t,
+            visitor(None),
+            &TokenUsage::default(),
+            None,
+            &RULES,
+        )
+        .unwrap();
+        assert!(g.check_in);
+        assert_eq!(g.session_timeout, 3600);
+        let off = LoginRules {
+            check_in_on_first_login: false,
+            ..RULES
+        };
+        assert_eq!(
+            decide(now(), &t, visitor(None), &TokenUsage::default(), None, &off),
+            Err(RejectReason::NotCheckedIn)
+        );
+    }
+
+    #[test]
+    fn visitor_device_limit_counts_distinct_devices() {
+        let mut t = token();
+        t.device_limit = Some(2);
+        let owner = visitor(Some(now()));
+        let two = TokenUsage {
+            bound_devices: vec![mac(1), mac(2)],
+            ..Default::default()
+        };
+        assert!(decide(now(), &t, owner, &two, Some(mac(1)), &RULES).is_ok());
+        assert_eq!(
+            decide(now(), &t, owner, &two, Some(mac(3)), &RULES),
+            Err(RejectReason::DeviceLimitReached { limit: 2 })
+        );
+    }
+
+    #[test]
+    fn customers_get_the_configured_session_and_device_limit() {
+        let t = token();
+        let active = TokenOwner::Customer {
+            customer_id: 1,
+            active: true,
+        };
+        // The ledger does not limit a member: minutes used beyond the token's do not matter.
+        let u = TokenUsage {
+            used_seconds: 999_999,
+            ..Default::default()
+        };
+        let g = decide(now(), &t, active, &u, Some(mac(1)), &RULES).unwrap();
+        assert_eq!(
+            (g.session_timeout, g.limited_by, g.device_limit),
+            (86_400, BindingLimit::CustomerSession, Some(3))
+        );
+        let three = TokenUsage {
+            bound_devices: vec![mac(1), mac(2), mac(3)],
+            ..Default::default()
+        };
+        assert_eq!(
+            decide(now(), &t, active, &three, Some(mac(4)), &RULES),
+            Err(RejectReason::DeviceLimitReached { limit: 3 })
+        );
+        let inactive = TokenOwner::Customer {
+            customer_id: 1,
+            active: false,
+        };
+        assert_eq!(
+            decide(now(), &t, inactive, &u, Some(mac(1)), &RULES),
+            Err(RejectReason::Deactivated)
         );
     }
 }

@@ -3,11 +3,11 @@
 use super::Context;
 use super::cache::{RequestKey, Seen};
 use crate::config::{Client, PasswordMode};
-use crate::model::{AccessToken, Mac, mask_code};
+use crate::model::{AccessToken, Mac, TokenOwner, mask_code};
 use crate::policy::{self, Grant, RejectReason};
 use crate::protocol::{self, Code, Packet, PacketBuilder, attr};
 use crate::store::BindOutcome;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -216,7 +216,10 @@ fn password_matches(mode: PasswordMode, creds: &Credentials<'_>, code: &str) -> 
 
 /// The outcome of one login, before encoding.
 enum Outcome {
-    Accept { token: AccessToken, grant: Grant },
+    Accept {
+        token: Box<AccessToken>,
+        grant: Grant,
+    },
     Reject(RejectReason),
 }
 
@@ -225,7 +228,9 @@ enum Outcome {
 /// will retransmit and we try again).
 fn answer_access_request(ctx: &Context, client: &Client, request: &[u8]) -> Option<Vec<u8>> {
     let packet = protocol::validate(request).ok()?;
-    let now = ctx.clock.now();
+    // Stored times are whole milliseconds; deciding on the same grain keeps a
+    // recomputation from stored values (first-login check-in) exact.
+    let now = ctx.clock.now().trunc_subsecs(3);
     let secret = client.secret.as_bytes();
     let code = packet
         .value(attr::USER_NAME)
@@ -281,26 +286,49 @@ fn decide(
     if matches!(creds, Credentials::None) {
         return Ok(Outcome::Reject(RejectReason::NoCredentials));
     }
-    let Some((token, usage)) = ctx.store.login_facts(client.business_id, code, device)? else {
+    let Some((token, owner, usage)) = ctx.store.login_facts(client.business_id, code, device)?
+    else {
         return Ok(Outcome::Reject(RejectReason::UnknownCode));
     };
     if !password_matches(client.password_mode, creds, &token.access_code) {
         return Ok(Outcome::Reject(RejectReason::BadPassword));
     }
-    let grant = match policy::decide(now, &token, &usage, device) {
+    let mut grant = match policy::decide(now, &token, owner, &usage, device, &ctx.rules) {
         Ok(g) => g,
         Err(reason) => return Ok(Outcome::Reject(reason)),
     };
     if let Some(mac) = grant.bind_device
         && ctx
             .store
-            .bind_device(token.id, mac, token.device_limit, now)?
+            .bind_device(token.id, mac, grant.device_limit, now)?
             == BindOutcome::LimitReached
     {
-        let limit = token.device_limit.unwrap_or(0);
+        let limit = grant.device_limit.unwrap_or(0);
         return Ok(Outcome::Reject(RejectReason::DeviceLimitReached { limit }));
     }
-    Ok(Outcome::Accept { token, grant })
+    if let (true, TokenOwner::Visitor { visitor_id, .. }) = (grant.check_in, owner) {
+        // First accepted login checks the visitor in. Should another login have won
+        // the race, its arrival stands and the window is recomputed from it.
+        let arrived_at = ctx.store.check_in_on_login(visitor_id, now)?;
+        if arrived_at != now {
+            let owner = TokenOwner::Visitor {
+                visitor_id,
+                arrived_at: Some(arrived_at),
+            };
+            grant = match policy::decide(now, &token, owner, &usage, device, &ctx.rules) {
+                Ok(g) => Grant {
+                    bind_device: grant.bind_device,
+                    ..g
+                },
+                Err(reason) => return Ok(Outcome::Reject(reason)),
+            };
+        }
+        tracing::info!(client = %client.name, token = token.id, visitor = visitor_id, "visitor checked in by first Wi-Fi login");
+    }
+    Ok(Outcome::Accept {
+        token: Box::new(token),
+        grant,
+    })
 }
 
 /// The Class value that lets accounting find the token again (RFC 2865 section 5.25:

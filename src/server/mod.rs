@@ -15,6 +15,7 @@ pub use ratelog::LogLimiter;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::policy::LoginRules;
 use crate::store::Store;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -45,6 +46,8 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     pub clients: ClientTable,
     pub reply: ReplySettings,
+    /// Login rules for visitors and customers (`[visitors]`, `[customers]`).
+    pub rules: LoginRules,
     /// Answers replayed to retransmits (RFC 5080).
     pub cache: RetransmitCache,
     /// Rate limit for drop logs.
@@ -61,6 +64,7 @@ impl Context {
                 idle_timeout: config.idle_timeout,
                 acct_interim_interval: config.acct_interim_interval,
             },
+            rules: config.login_rules(),
             cache: RetransmitCache::new(
                 Duration::from_secs(config.retransmit_cache_seconds),
                 RETRANSMIT_CAPACITY,

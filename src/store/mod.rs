@@ -7,9 +7,11 @@
 //! read (device binding, code uniqueness) take the write lock up front
 //! (`BEGIN IMMEDIATE`) so two processes cannot both pass the check.
 
+mod people;
 mod schema;
 mod tokens;
 
+pub use people::VisitorTokenSettings;
 pub use tokens::BindOutcome;
 
 use rusqlite::{Connection, OpenFlags};
@@ -31,12 +33,18 @@ pub enum StoreError {
     },
     #[error("database {path}: migration failed: {message}")]
     Migration { path: PathBuf, message: String },
-    #[error("access_code {code}: already used by token {existing_id} in business {business_id}")]
-    DuplicateCode {
+    #[error("code {code} is already used by {owner} in business {business_id}")]
+    CodeTaken {
         business_id: i64,
         code: String,
-        existing_id: i64,
+        owner: String,
     },
+    #[error(
+        "PIN space of business {business_id} is nearly full: {used} of 100000 five-digit codes in use"
+    )]
+    PinSpaceFull { business_id: i64, used: i64 },
+    #[error("no {what} {id}")]
+    NotFound { what: &'static str, id: String },
     #[error("row {row}: {source}")]
     Row { row: usize, source: Box<StoreError> },
     #[error("database holds an invalid {field} ({value}) for token {id}; was it edited by hand?")]

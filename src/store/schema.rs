@@ -50,8 +50,45 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_by_token ON sessions (token_id, stopped_at);
 "#;
 
+/// Visitors and customers (issue 3). A visitor's token is linked by `visitor_guid`;
+/// a customer's PIN logs in through an access token owned by the customer, so device
+/// bindings, sessions and accounting treat all three alike.
+const V2: &str = r#"
+CREATE TABLE visitors (
+    id               INTEGER PRIMARY KEY,
+    guid             TEXT    NOT NULL UNIQUE,
+    business_id      INTEGER NOT NULL CHECK (business_id > 0),
+    name             TEXT    NOT NULL CHECK (length(name) >= 1),
+    email            TEXT,
+    expected_arrival INTEGER,
+    arrived_at       INTEGER,
+    pin              TEXT    NOT NULL,
+    created_at       INTEGER NOT NULL,
+    UNIQUE (business_id, pin)
+) STRICT;
+
+CREATE TABLE customers (
+    id          INTEGER PRIMARY KEY,
+    business_id INTEGER NOT NULL CHECK (business_id > 0),
+    name        TEXT    NOT NULL CHECK (length(name) >= 1),
+    email       TEXT,
+    pin         TEXT    NOT NULL,
+    active      INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+    created_at  INTEGER NOT NULL,
+    UNIQUE (business_id, pin)
+) STRICT;
+
+ALTER TABLE access_tokens ADD COLUMN customer_id INTEGER REFERENCES customers(id) ON DELETE CASCADE;
+CREATE UNIQUE INDEX access_tokens_by_customer ON access_tokens (customer_id) WHERE customer_id IS NOT NULL;
+CREATE INDEX access_tokens_by_visitor ON access_tokens (visitor_guid) WHERE visitor_guid IS NOT NULL;
+"#;
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(V1), M::up(V2)])
+}
+
 pub fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {
-    Migrations::new(vec![M::up(V1)]).to_latest(conn)
+    migrations().to_latest(conn)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Access tokens, their device bindings and the usage a login needs.
 
 use super::{Store, StoreError};
-use crate::model::{AccessToken, Mac, NewAccessToken, TokenUsage, mask_code};
+use crate::model::{AccessToken, Mac, NewAccessToken, TokenOwner, TokenUsage, mask_code};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
@@ -17,7 +17,7 @@ pub enum BindOutcome {
 }
 
 const TOKEN_COLUMNS: &str = "id, business_id, access_code, minutes_included, description, valid_from, valid_to, \
-     user_limit, device_limit, mac_address, booking_guid, visitor_guid, created_at, revoked_at";
+     user_limit, device_limit, mac_address, booking_guid, visitor_guid, created_at, revoked_at, customer_id";
 
 fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -62,6 +62,7 @@ struct TokenRow {
     visitor_guid: Option<String>,
     created_at: i64,
     revoked_at: Option<i64>,
+    customer_id: Option<i64>,
 }
 
 impl TokenRow {
@@ -81,6 +82,7 @@ impl TokenRow {
             visitor_guid: r.get(11)?,
             created_at: r.get(12)?,
             revoked_at: r.get(13)?,
+            customer_id: r.get(14)?,
         })
     }
 
@@ -110,21 +112,32 @@ impl TokenRow {
             mac_address,
             booking_guid: self.booking_guid,
             visitor_guid: self.visitor_guid,
+            customer_id: self.customer_id,
             created_at: time(id, "created_at", Some(self.created_at))?.unwrap_or_default(),
             revoked_at: time(id, "revoked_at", self.revoked_at)?,
         })
     }
 }
 
-fn insert_token(
+impl Store {
+    pub(super) fn sql_or(&self, f: Fail) -> StoreError {
+        match f {
+            Fail::Sql(e) => self.sql(e),
+            Fail::Store(e) => e,
+        }
+    }
+}
+
+pub(super) fn insert_token(
     conn: &Connection,
     t: &NewAccessToken,
+    customer_id: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<i64, rusqlite::Error> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO access_tokens (business_id, access_code, minutes_included, description, valid_from, valid_to, \
-         user_limit, device_limit, mac_address, booking_guid, visitor_guid, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+         user_limit, device_limit, mac_address, booking_guid, visitor_guid, created_at, customer_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?;
     stmt.execute(params![
         t.business_id,
@@ -139,6 +152,7 @@ fn insert_token(
         t.booking_guid,
         t.visitor_guid,
         ms(now),
+        customer_id,
     ])?;
     Ok(conn.last_insert_rowid())
 }
@@ -168,16 +182,9 @@ impl Store {
                         e
                     }
                 };
-                if let Some(existing_id) =
-                    find_code(&tx, t.business_id, &t.access_code).map_err(|e| wrap(self.sql(e)))?
-                {
-                    return Err(wrap(StoreError::DuplicateCode {
-                        business_id: t.business_id,
-                        code: mask_code(&t.access_code),
-                        existing_id,
-                    }));
-                }
-                ids.push(insert_token(&tx, t, now).map_err(|e| wrap(self.sql(e)))?);
+                ensure_code_free(&tx, t.business_id, &t.access_code, None)
+                    .map_err(|e| wrap(self.sql_or(e)))?;
+                ids.push(insert_token(&tx, t, None, now).map_err(|e| wrap(self.sql(e)))?);
             }
             tx.commit().map_err(|e| self.sql(e))?;
             Ok(ids)
@@ -244,7 +251,7 @@ impl Store {
         business_id: i64,
         code: &str,
         device: Option<Mac>,
-    ) -> Result<Option<(AccessToken, TokenUsage)>, StoreError> {
+    ) -> Result<Option<(AccessToken, TokenOwner, TokenUsage)>, StoreError> {
         self.with_conn(|conn| {
             let tx = conn.transaction().map_err(|e| self.sql(e))?;
             let row = {
@@ -254,9 +261,15 @@ impl Store {
             };
             let Some(row) = row else { return Ok(None) };
             let token = row.into_token()?;
+            let owner = owner_of(&tx, &token).map_err(|e| self.sql(e))?;
             let usage = usage(&tx, token.id, device).map_err(|e| self.sql(e))?;
-            Ok(Some((token, usage)))
+            Ok(Some((token, owner, usage)))
         })
+    }
+
+    /// Who owns a token (standalone, a visitor, a customer), for `token explain`.
+    pub fn token_owner(&self, token: &AccessToken) -> Result<TokenOwner, StoreError> {
+        self.with_conn(|conn| owner_of(conn, token).map_err(|e| self.sql(e)))
     }
 
     /// The usage of one token, for `token show` and `token explain`.
@@ -312,10 +325,93 @@ impl Store {
     }
 }
 
-fn find_code(conn: &Connection, business_id: i64, code: &str) -> rusqlite::Result<Option<i64>> {
-    conn.prepare_cached("SELECT id FROM access_tokens WHERE business_id = ?1 AND access_code = ?2")?
-        .query_row(params![business_id, code], |r| r.get(0))
-        .optional()
+/// Who holds `code` in the business: a token, a visitor's PIN or a customer's PIN
+/// (SPEC 1: one code, one owner). `except_visitor` ignores that visitor's own PIN (its
+/// token carries the same code by design). Call inside the write transaction that
+/// then writes the code, so the check and the write are one atomic step.
+pub(super) fn code_owner(
+    conn: &Connection,
+    business_id: i64,
+    code: &str,
+    except_visitor: Option<i64>,
+) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached(
+        "SELECT 'token ' || id FROM access_tokens WHERE business_id = ?1 AND access_code = ?2 \
+         UNION ALL SELECT 'visitor ' || guid FROM visitors WHERE business_id = ?1 AND pin = ?2 AND (?3 IS NULL OR id <> ?3) \
+         UNION ALL SELECT 'customer ' || id FROM customers WHERE business_id = ?1 AND pin = ?2 LIMIT 1",
+    )?
+    .query_row(params![business_id, code, except_visitor], |r| r.get(0))
+    .optional()
+}
+
+/// Errors with [`StoreError::CodeTaken`] when `code` already has an owner.
+pub(super) fn ensure_code_free(
+    conn: &Connection,
+    business_id: i64,
+    code: &str,
+    except_visitor: Option<i64>,
+) -> Result<(), Fail> {
+    match code_owner(conn, business_id, code, except_visitor)? {
+        None => Ok(()),
+        Some(owner) => Err(Fail::Store(StoreError::CodeTaken {
+            business_id,
+            code: mask_code(code),
+            owner,
+        })),
+    }
+}
+
+/// An error inside a transaction: SQLite's (wrapped with the path by the caller) or
+/// one of ours.
+pub(super) enum Fail {
+    Sql(rusqlite::Error),
+    Store(StoreError),
+}
+
+impl From<rusqlite::Error> for Fail {
+    fn from(e: rusqlite::Error) -> Self {
+        Fail::Sql(e)
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Fail::Store(e)
+    }
+}
+
+/// The owner of a token, for the login rules.
+pub(super) fn owner_of(conn: &Connection, token: &AccessToken) -> rusqlite::Result<TokenOwner> {
+    if let Some(customer_id) = token.customer_id {
+        let active: Option<bool> = conn
+            .prepare_cached("SELECT active FROM customers WHERE id = ?1")?
+            .query_row(params![customer_id], |r| r.get(0))
+            .optional()?;
+        // A customer row deleted by hand takes its token with it (ON DELETE CASCADE);
+        // should one be missing anyway, the PIN does not log in.
+        return Ok(TokenOwner::Customer {
+            customer_id,
+            active: active.unwrap_or(false),
+        });
+    }
+    if let Some(guid) = &token.visitor_guid {
+        let visitor: Option<(i64, Option<i64>)> = conn
+            .prepare_cached(
+                "SELECT id, arrived_at FROM visitors WHERE guid = ?1 AND business_id = ?2",
+            )?
+            .query_row(params![guid, token.business_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        if let Some((visitor_id, arrived_at)) = visitor {
+            let arrived_at = arrived_at.and_then(DateTime::from_timestamp_millis);
+            return Ok(TokenOwner::Visitor {
+                visitor_id,
+                arrived_at,
+            });
+        }
+    }
+    Ok(TokenOwner::Standalone)
 }
 
 fn usage(conn: &Connection, token_id: i64, device: Option<Mac>) -> rusqlite::Result<TokenUsage> {
@@ -392,7 +488,7 @@ mod tests {
         let (_d, s) = store();
         s.create_token(&new("11111"), now()).unwrap();
         let e = s.create_token(&new("11111"), now()).unwrap_err();
-        assert!(matches!(e, StoreError::DuplicateCode { .. }));
+        assert!(matches!(e, StoreError::CodeTaken { .. }));
         assert!(!e.to_string().contains("11111"), "codes are masked: {e}");
         let mut other_business = new("11111");
         other_business.business_id = 2;
