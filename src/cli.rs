@@ -34,6 +34,26 @@ pub enum Command {
     /// Manage customers (members) and their PINs.
     #[command(subcommand)]
     Customer(Box<CustomerCommand>),
+    /// Accounting sessions (the minutes ledger).
+    #[command(subcommand)]
+    Session(SessionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// List sessions.
+    List {
+        #[arg(long)]
+        json: bool,
+        /// Only sessions still open.
+        #[arg(long)]
+        open: bool,
+    },
+    /// Close an open session (frees its simultaneous-use place).
+    Close {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -129,6 +129,19 @@ pub struct RawConfig {
     pub visitors: VisitorSettings,
     #[serde(default)]
     pub customers: CustomerSettings,
+    #[serde(default)]
+    pub accounting: AccountingSection,
+}
+
+/// `[accounting]`.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountingSection {
+    /// An open session with no accounting update for this long is closed (its NAS
+    /// vanished). Default: 2 x Acct-Interim-Interval + 60.
+    pub stale_after_seconds: Option<i64>,
+    /// How often the reaper looks for stale and run-out sessions. Default 30.
+    pub reap_interval_seconds: Option<i64>,
 }
 
 /// `[visitors]`: the platform's "Network check-in" settings (seed 000).
@@ -264,6 +277,10 @@ pub struct Config {
     pub clients: Vec<Client>,
     pub visitors: VisitorSettings,
     pub customers: CustomerSettings,
+    /// Seconds without an accounting update after which an open session is stale.
+    pub stale_after_seconds: u64,
+    /// Seconds between reaper runs.
+    pub reap_interval_seconds: u64,
 }
 
 fn parse_listen(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -476,6 +493,29 @@ impl Config {
         minutes("customers.session_minutes", raw.customers.session_minutes)?;
         devices("customers.max_devices", raw.customers.max_devices)?;
 
+        let stale_after_seconds = match raw.accounting.stale_after_seconds {
+            None => 2 * u64::from(acct_interim_interval.unwrap_or(300)) + 60,
+            Some(v) if (1..=31_536_000).contains(&v) => v as u64,
+            Some(v) => {
+                return Err(invalid(
+                    "accounting.stale_after_seconds",
+                    v,
+                    "must be 1 to 31536000 seconds",
+                ));
+            }
+        };
+        let reap_interval_seconds = match raw.accounting.reap_interval_seconds {
+            None => 30,
+            Some(v) if (1..=3600).contains(&v) => v as u64,
+            Some(v) => {
+                return Err(invalid(
+                    "accounting.reap_interval_seconds",
+                    v,
+                    "must be 1 to 3600 seconds",
+                ));
+            }
+        };
+
         Ok(Config {
             path: path.to_path_buf(),
             auth_listen,
@@ -487,6 +527,8 @@ impl Config {
             clients,
             visitors: raw.visitors,
             customers: raw.customers,
+            stale_after_seconds,
+            reap_interval_seconds,
         })
     }
 
@@ -496,6 +538,7 @@ impl Config {
             check_in_on_first_login: self.visitors.check_in_on_first_login,
             customer_session_minutes: self.customers.session_minutes as u32,
             customer_max_devices: self.customers.max_devices as u32,
+            stale_after: chrono::Duration::seconds(self.stale_after_seconds as i64),
         }
     }
 
@@ -569,6 +612,10 @@ reply_attributes = { "Mikrotik-Rate-Limit" = "2M/2M", "WISPr-Bandwidth-Max-Down"
         assert_eq!(c.clients[1].password_mode, PasswordMode::Any);
         assert!(c.clients[0].require_message_authenticator);
         assert_eq!(c.warnings().len(), 1);
+        assert_eq!(
+            c.stale_after_seconds, 660,
+            "2 x the default interim interval + 60"
+        );
         assert!(
             !format!("{:?}", c).contains("0123456789abcdef"),
             "secrets never in Debug output"

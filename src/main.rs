@@ -3,10 +3,12 @@
 
 use anyhow::{Context as _, Result};
 use clap::Parser;
-use pinradius::cli::{Cli, Command, CreateArgs, CustomerCommand, TokenCommand, VisitorCommand};
+use pinradius::cli::{
+    Cli, Command, CreateArgs, CustomerCommand, SessionCommand, TokenCommand, VisitorCommand,
+};
 use pinradius::clock::SystemClock;
 use pinradius::commands::people::{self, CustomerInput, VisitorInput};
-use pinradius::commands::{self, CommandError, Field, tokens};
+use pinradius::commands::{self, CommandError, Field, sessions, tokens};
 use pinradius::config::Config;
 use pinradius::server::Server;
 use pinradius::store::Store;
@@ -55,6 +57,15 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Serve => serve(config),
+        Command::Session(cmd) => {
+            let store = Store::open(&config.database)?;
+            let out = match cmd {
+                SessionCommand::List { json, open } => sessions::list(&store, open, json)?,
+                SessionCommand::Close { id } => sessions::close(&store, &id, chrono::Utc::now())?,
+            };
+            print!("{out}");
+            Ok(())
+        }
         Command::Visitor(cmd) => {
             let store = Store::open(&config.database)?;
             print!(
@@ -79,14 +90,25 @@ fn run(cli: Cli) -> Result<()> {
                 TokenCommand::Create(a) => {
                     tokens::create(&store, &create_input(a), now)?.to_string() + "\n"
                 }
-                TokenCommand::List { json, business_id } => {
-                    tokens::list(&store, business(business_id)?, json)?
-                }
+                TokenCommand::List { json, business_id } => tokens::list(
+                    &store,
+                    business(business_id)?,
+                    json,
+                    now,
+                    &config.login_rules(),
+                )?,
                 TokenCommand::Show {
                     code,
                     business_id,
                     json,
-                } => tokens::show(&store, &code, business(business_id)?, json)?,
+                } => tokens::show(
+                    &store,
+                    &code,
+                    business(business_id)?,
+                    json,
+                    now,
+                    &config.login_rules(),
+                )?,
                 TokenCommand::Revoke { code, business_id } => {
                     tokens::revoke(&store, &code, business(business_id)?, now)? + "\n"
                 }
@@ -225,8 +247,13 @@ fn serve(config: Config) -> Result<()> {
         let store = Arc::new(Store::open(&config.database)?);
         let server = Server::bind(&config, store, Arc::new(SystemClock))
             .await
-            .with_context(|| format!("cannot bind server.auth_listen = {}", config.auth_listen))?;
-        tracing::info!(auth = %server.auth_addr()?, database = %config.database.display(), clients = config.clients.len(), "pinradius listening");
+            .with_context(|| {
+                format!(
+                    "cannot bind server.auth_listen = {} / server.acct_listen = {}",
+                    config.auth_listen, config.acct_listen
+                )
+            })?;
+        tracing::info!(auth = %server.auth_addr()?, acct = %server.acct_addr()?, database = %config.database.display(), clients = config.clients.len(), "pinradius listening");
         server.run(shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok(())

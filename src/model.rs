@@ -221,6 +221,9 @@ pub struct TokenUsage {
     pub used_seconds: u64,
     /// Open sessions of the token on devices other than the one logging in.
     pub open_sessions_elsewhere: u32,
+    /// Time those sessions have run since their last accounting update (estimated up
+    /// to now): not in `used_seconds` yet, but spent all the same.
+    pub live_seconds_elsewhere: u64,
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! one place, store calls, and rendering for the terminal. Time is a parameter.
 
 pub mod people;
+pub mod sessions;
 pub mod tokens;
 
 use crate::store::StoreError;
@@ -28,6 +29,7 @@ pub enum Field {
     Pin,
     CustomerId,
     Guid,
+    SessionId,
 }
 
 impl Field {
@@ -51,6 +53,7 @@ impl Field {
             Self::Pin => "PIN",
             Self::CustomerId => "ID",
             Self::Guid => "GUID",
+            Self::SessionId => "ID",
         }
     }
 
@@ -74,6 +77,7 @@ impl Field {
             Self::Pin => "pin",
             Self::CustomerId => "customer_id",
             Self::Guid => "guid",
+            Self::SessionId => "session_id",
         }
     }
 
@@ -97,6 +101,7 @@ impl Field {
             Self::Pin => "PinCode",
             Self::CustomerId => "CustomerId",
             Self::Guid => "Guid",
+            Self::SessionId => "SessionId",
         }
     }
 }

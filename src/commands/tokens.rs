@@ -390,12 +390,23 @@ pub fn token_json(token: &AccessToken, usage: &TokenUsage) -> serde_json::Value 
     v
 }
 
-pub fn list(store: &Store, business_id: Option<i64>, json: bool) -> Result<String, CommandError> {
+pub fn list(
+    store: &Store,
+    business_id: Option<i64>,
+    json: bool,
+    now: DateTime<Utc>,
+    rules: &LoginRules,
+) -> Result<String, CommandError> {
     let tokens = store.list_tokens(business_id)?;
     if json {
         let items = tokens
             .iter()
-            .map(|t| Ok(token_json(t, &store.token_usage(t.id, None)?)))
+            .map(|t| {
+                Ok(token_json(
+                    t,
+                    &store.token_usage(t.id, None, now, rules.stale_before(now))?,
+                ))
+            })
             .collect::<Result<Vec<_>, StoreError>>()?;
         return Ok(serde_json::to_string_pretty(&items).unwrap_or_default() + "\n");
     }
@@ -430,9 +441,11 @@ pub fn show(
     code: &str,
     business_id: Option<i64>,
     json: bool,
+    now: DateTime<Utc>,
+    rules: &LoginRules,
 ) -> Result<String, CommandError> {
     let t = find(store, code, business_id)?;
-    let usage = store.token_usage(t.id, None)?;
+    let usage = store.token_usage(t.id, None, now, rules.stale_before(now))?;
     if json {
         return Ok(
             serde_json::to_string_pretty(&token_json(&t, &usage)).unwrap_or_default() + "\n",
@@ -505,7 +518,7 @@ pub fn explain(
 ) -> Result<String, CommandError> {
     let token = find(store, code, business_id)?;
     let owner = store.token_owner(&token)?;
-    let usage = store.token_usage(token.id, device)?;
+    let usage = store.token_usage(token.id, device, now, rules.stale_before(now))?;
     let mut out = format!(
         "token {} ({}) in business {} at {}, device {}:\n",
         token.id,

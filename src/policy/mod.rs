@@ -157,6 +157,15 @@ pub struct LoginRules {
     pub check_in_on_first_login: bool,
     pub customer_session_minutes: u32,
     pub customer_max_devices: u32,
+    /// An open session not updated for this long no longer counts as online.
+    pub stale_after: Duration,
+}
+
+impl LoginRules {
+    /// Open sessions last updated before this instant are stale at `now`.
+    pub fn stale_before(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now - self.stale_after
+    }
 }
 
 impl Default for LoginRules {
@@ -165,21 +174,23 @@ impl Default for LoginRules {
             check_in_on_first_login: true,
             customer_session_minutes: 1440,
             customer_max_devices: 3,
+            stale_after: Duration::seconds(660),
         }
     }
 }
 
-/// Time left in whole seconds, the least of the token's limits. `Err` when nothing is
+/// Time left in whole seconds, the least of the token's limits; `spent_seconds` is
+/// the ledger's used time plus the live time of the token's other open sessions. `Err` when nothing is
 /// left: a Session-Timeout is never 0 (RFC 2865 5.27 would read 0 as "no limit" on
 /// some NASes), so less than one whole second left is a reject.
 pub fn session_timeout(
     now: DateTime<Utc>,
     token: &AccessToken,
-    used_seconds: u64,
+    spent_seconds: u64,
     window_end: Option<DateTime<Utc>>,
 ) -> Result<(u32, BindingLimit), RejectReason> {
     let included = u64::from(token.minutes_included) * 60;
-    let minutes_left = included.saturating_sub(used_seconds);
+    let minutes_left = included.saturating_sub(spent_seconds);
     if minutes_left == 0 {
         return Err(RejectReason::MinutesUsedUp);
     }
@@ -285,7 +296,12 @@ pub fn decide(
                 ),
             }
         }
-        _ => session_timeout(now, token, usage.used_seconds, window_end)?,
+        _ => session_timeout(
+            now,
+            token,
+            usage.used_seconds + usage.live_seconds_elsewhere,
+            window_end,
+        )?,
     };
     if let Some(limit) = token.user_limit
         && usage.open_sessions_elsewhere >= limit
@@ -311,6 +327,7 @@ mod tests {
         check_in_on_first_login: true,
         customer_session_minutes: 1440,
         customer_max_devices: 3,
+        stale_after: Duration::seconds(660),
     };
 
     fn now() -> DateTime<Utc> {
@@ -695,6 +712,33 @@ mod tests {
         assert_eq!(
             decide(now(), &t, inactive, &u, Some(mac(1)), &RULES),
             Err(RejectReason::Deactivated)
+        );
+    }
+
+    #[test]
+    fn live_time_of_other_devices_is_spent_budget() {
+        let t = token(); // 3600 s
+        let u = TokenUsage {
+            used_seconds: 1200,
+            open_sessions_elsewhere: 1,
+            live_seconds_elsewhere: 600,
+            ..Default::default()
+        };
+        assert_eq!(
+            decide(now(), &t, STANDALONE, &u, Some(mac(2)), &RULES)
+                .unwrap()
+                .session_timeout,
+            1800
+        );
+        let u = TokenUsage {
+            used_seconds: 3000,
+            open_sessions_elsewhere: 1,
+            live_seconds_elsewhere: 600,
+            ..Default::default()
+        };
+        assert_eq!(
+            decide(now(), &t, STANDALONE, &u, Some(mac(2)), &RULES),
+            Err(RejectReason::MinutesUsedUp)
         );
     }
 }

@@ -3,7 +3,8 @@
 //! since BlastRADIUS, so no attacker-chosen prefix precedes it in the MD5 input).
 
 use super::auth::{
-    message_authenticator_for_request, message_authenticator_for_response, response_authenticator,
+    accounting_request_authenticator, message_authenticator_for_request,
+    message_authenticator_for_response, response_authenticator,
 };
 use super::{HEADER_LEN, MAX_PACKET_LEN, MESSAGE_AUTHENTICATOR_LEN, attr};
 use radius::core::code::Code;
@@ -117,6 +118,39 @@ impl PacketBuilder {
             self.buf[off + 2..off + 18].copy_from_slice(&ma);
         }
         let auth = response_authenticator(&self.buf, request_authenticator, secret);
+        self.buf[4..HEADER_LEN].copy_from_slice(&auth);
+        self.buf
+    }
+
+    /// Finishes an Accounting-Response (or Disconnect/CoA-ACK/NAK): unlike Access
+    /// responses, the Message-Authenticator is computed over a zero authenticator
+    /// field (as FreeRADIUS and RouterOS compute and verify it), then the Response
+    /// Authenticator over the result with the request's authenticator (RFC 2866 3).
+    pub fn finish_accounting_response(
+        mut self,
+        request_authenticator: &[u8; 16],
+        secret: &[u8],
+    ) -> Vec<u8> {
+        self.set_length();
+        if let Some(off) = self.message_authenticator {
+            let ma = message_authenticator_for_request(&self.buf, secret);
+            self.buf[off + 2..off + 18].copy_from_slice(&ma);
+        }
+        let auth = response_authenticator(&self.buf, request_authenticator, secret);
+        self.buf[4..HEADER_LEN].copy_from_slice(&auth);
+        self.buf
+    }
+
+    /// Finishes an Accounting-Request (or Disconnect/CoA-Request, RFC 5176 2.3): the
+    /// Message-Authenticator, if any, is computed with a zero authenticator field, then
+    /// the Request Authenticator over the result (RFC 2866 section 3).
+    pub fn finish_accounting_request(mut self, secret: &[u8]) -> Vec<u8> {
+        self.set_length();
+        if let Some(off) = self.message_authenticator {
+            let ma = message_authenticator_for_request(&self.buf, secret);
+            self.buf[off + 2..off + 18].copy_from_slice(&ma);
+        }
+        let auth = accounting_request_authenticator(&self.buf, secret);
         self.buf[4..HEADER_LEN].copy_from_slice(&auth);
         self.buf
     }
@@ -239,6 +273,33 @@ mod tests {
             verify_message_authenticator(&validate(&bytes).unwrap(), b"k", None),
             Some(false)
         );
+    }
+
+    #[test]
+    fn accounting_request_authenticates_over_length_only() {
+        let mut b = PacketBuilder::with_message_authenticator(Code::AccountingRequest, 5);
+        b.add_u32(attr::ACCT_STATUS_TYPE, 1).unwrap();
+        let mut bytes = b.finish_accounting_request(b"acct");
+        assert!(crate::protocol::verify_accounting_request(
+            &validate(&bytes).unwrap(),
+            b"acct"
+        ));
+        assert!(!crate::protocol::verify_accounting_request(
+            &validate(&bytes).unwrap(),
+            b"other"
+        ));
+        // Padding past Length is not part of the packet.
+        bytes.extend_from_slice(&[0xAB; 7]);
+        assert!(crate::protocol::verify_accounting_request(
+            &validate(&bytes).unwrap(),
+            b"acct"
+        ));
+        // The radius crate agrees.
+        let n = bytes.len() - 7;
+        assert!(radius::core::packet::Packet::is_authentic_request(
+            &bytes[..n],
+            b"acct"
+        ));
     }
 
     #[test]

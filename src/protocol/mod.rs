@@ -23,9 +23,9 @@ mod vsa;
 mod proptests;
 
 pub use auth::{
-    chap_matches, message_authenticator_for_request, message_authenticator_for_response,
-    pap_decrypt, pap_encrypt, response_authenticator, verify_message_authenticator,
-    verify_response,
+    accounting_request_authenticator, chap_matches, message_authenticator_for_request,
+    message_authenticator_for_response, pap_decrypt, pap_encrypt, response_authenticator,
+    verify_accounting_request, verify_message_authenticator, verify_response,
 };
 pub use dictionary::{AttributeDef, AttributeKind, Dictionary, DictionaryError, EncodedAttribute};
 pub use encode::{EncodeError, PacketBuilder};

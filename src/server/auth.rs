@@ -286,7 +286,13 @@ fn decide(
     if matches!(creds, Credentials::None) {
         return Ok(Outcome::Reject(RejectReason::NoCredentials));
     }
-    let Some((token, owner, usage)) = ctx.store.login_facts(client.business_id, code, device)?
+    let Some((token, owner, usage)) = ctx.store.login_facts(
+        client.business_id,
+        code,
+        device,
+        now,
+        ctx.rules.stale_before(now),
+    )?
     else {
         return Ok(Outcome::Reject(RejectReason::UnknownCode));
     };

@@ -4,25 +4,30 @@
 //! worker for the store and the policy. Anything wrong is dropped and logged at a
 //! bounded rate; the loop itself never stops on an error.
 
+mod acct;
 mod auth;
 mod cache;
 mod clients;
 mod ratelog;
+mod reaper;
 
+pub use acct::{record_of, token_from_class};
+pub use auth::class_for_token;
 pub use cache::{RequestKey, RetransmitCache, Seen};
 pub use clients::ClientTable;
 pub use ratelog::LogLimiter;
+pub use reaper::reap;
 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::policy::LoginRules;
-use crate::store::Store;
+use crate::store::{LedgerWriter, Store};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 /// Requests processed at once; beyond this, new requests are dropped (the NAS
 /// retransmits) instead of queueing without bound.
@@ -50,6 +55,10 @@ pub struct Context {
     pub rules: LoginRules,
     /// Answers replayed to retransmits (RFC 5080).
     pub cache: RetransmitCache,
+    /// The same for Accounting-Requests.
+    pub acct_cache: RetransmitCache,
+    /// Seconds between reaper runs.
+    pub reap_interval: Duration,
     /// Rate limit for drop logs.
     pub drop_log: LogLimiter,
 }
@@ -69,6 +78,11 @@ impl Context {
                 Duration::from_secs(config.retransmit_cache_seconds),
                 RETRANSMIT_CAPACITY,
             ),
+            acct_cache: RetransmitCache::new(
+                Duration::from_secs(config.retransmit_cache_seconds),
+                RETRANSMIT_CAPACITY,
+            ),
+            reap_interval: Duration::from_secs(config.reap_interval_seconds),
             drop_log: LogLimiter::new(Duration::from_secs(10)),
         }
     }
@@ -90,24 +104,36 @@ impl Context {
 pub struct Server {
     context: Arc<Context>,
     auth: Arc<UdpSocket>,
+    acct: Arc<UdpSocket>,
+    /// The accounting writer thread (group commit).
+    ledger: LedgerWriter,
 }
 
 impl Server {
-    /// Binds the auth listener from the config (`auth_listen`; port 0 in tests).
+    /// Binds the auth and accounting listeners from the config (`auth_listen`,
+    /// `acct_listen`; port 0 in tests) and starts the ledger writer.
     pub async fn bind(
         config: &Config,
         store: Arc<Store>,
         clock: Arc<dyn Clock>,
     ) -> std::io::Result<Server> {
         let auth = UdpSocket::bind(config.auth_listen).await?;
+        let acct = UdpSocket::bind(config.acct_listen).await?;
+        let ledger = LedgerWriter::start(&store).map_err(std::io::Error::other)?;
         Ok(Server {
             context: Arc::new(Context::new(config, store, clock)),
             auth: Arc::new(auth),
+            acct: Arc::new(acct),
+            ledger,
         })
     }
 
     pub fn auth_addr(&self) -> std::io::Result<SocketAddr> {
         self.auth.local_addr()
+    }
+
+    pub fn acct_addr(&self) -> std::io::Result<SocketAddr> {
+        self.acct.local_addr()
     }
 
     pub fn context(&self) -> &Arc<Context> {
@@ -117,6 +143,19 @@ impl Server {
     /// Serves until `shutdown` completes, then waits (briefly) for requests in flight.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        let (stop, stopped) = watch::channel(false);
+        let acct = tokio::spawn(acct::serve(
+            self.context.clone(),
+            self.acct.clone(),
+            self.ledger.clone(),
+            permits.clone(),
+            stopped.clone(),
+        ));
+        let reaper = tokio::spawn(reaper::run(
+            self.context.clone(),
+            self.context.reap_interval,
+            stopped,
+        ));
         tokio::pin!(shutdown);
         let mut buf = vec![0u8; crate::protocol::MAX_PACKET_LEN];
         loop {
@@ -141,6 +180,9 @@ impl Server {
             );
         }
         tracing::info!("shutting down: waiting for requests in flight");
+        let _ = stop.send(true);
+        let _ = acct.await;
+        let _ = reaper.await;
         let all = u32::try_from(MAX_IN_FLIGHT).unwrap_or(u32::MAX);
         if tokio::time::timeout(DRAIN_TIMEOUT, permits.acquire_many(all))
             .await

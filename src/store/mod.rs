@@ -7,10 +7,12 @@
 //! read (device binding, code uniqueness) take the write lock up front
 //! (`BEGIN IMMEDIATE`) so two processes cannot both pass the check.
 
+mod ledger;
 mod people;
 mod schema;
 mod tokens;
 
+pub use ledger::{AcctOutcome, AcctRecord, AcctStatus, LedgerError, LedgerWriter, SessionRow};
 pub use people::VisitorTokenSettings;
 pub use tokens::BindOutcome;
 
@@ -96,7 +98,7 @@ impl Store {
         &self.path
     }
 
-    fn connect(&self) -> Result<Connection, StoreError> {
+    pub(crate) fn connect(&self) -> Result<Connection, StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&self.path, flags).map_err(|e| self.sql(e))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| self.sql(e))?;

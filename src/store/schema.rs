@@ -83,8 +83,19 @@ CREATE UNIQUE INDEX access_tokens_by_customer ON access_tokens (customer_id) WHE
 CREATE INDEX access_tokens_by_visitor ON access_tokens (visitor_guid) WHERE visitor_guid IS NOT NULL;
 "#;
 
+/// Accounting (issue 4): what a Disconnect-Request needs later, and why a session was
+/// closed. Open sessions are found through a partial index.
+const V3: &str = r#"
+ALTER TABLE sessions ADD COLUMN user_name TEXT;
+ALTER TABLE sessions ADD COLUMN nas_ip TEXT;
+ALTER TABLE sessions ADD COLUMN framed_ip TEXT;
+ALTER TABLE sessions ADD COLUMN closed_by TEXT;
+CREATE INDEX sessions_open_by_client ON sessions (client) WHERE stopped_at IS NULL;
+CREATE INDEX sessions_open_by_update ON sessions (updated_at) WHERE stopped_at IS NULL;
+"#;
+
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2)])
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3)])
 }
 
 pub fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {

@@ -251,6 +251,8 @@ impl Store {
         business_id: i64,
         code: &str,
         device: Option<Mac>,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
     ) -> Result<Option<(AccessToken, TokenOwner, TokenUsage)>, StoreError> {
         self.with_conn(|conn| {
             let tx = conn.transaction().map_err(|e| self.sql(e))?;
@@ -262,7 +264,30 @@ impl Store {
             let Some(row) = row else { return Ok(None) };
             let token = row.into_token()?;
             let owner = owner_of(&tx, &token).map_err(|e| self.sql(e))?;
-            let usage = usage(&tx, token.id, device).map_err(|e| self.sql(e))?;
+            let usage = usage(&tx, token.id, device, now, stale_before).map_err(|e| self.sql(e))?;
+            Ok(Some((token, owner, usage)))
+        })
+    }
+
+    /// A token with its owner and usage by id (the reaper's check of open sessions).
+    pub fn token_facts(
+        &self,
+        token_id: i64,
+        device: Option<Mac>,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<Option<(AccessToken, TokenOwner, TokenUsage)>, StoreError> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction().map_err(|e| self.sql(e))?;
+            let sql = format!("SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE id = ?1");
+            let row = tx
+                .prepare_cached(&sql)
+                .and_then(|mut s| s.query_row(params![token_id], TokenRow::read).optional())
+                .map_err(|e| self.sql(e))?;
+            let Some(row) = row else { return Ok(None) };
+            let token = row.into_token()?;
+            let owner = owner_of(&tx, &token).map_err(|e| self.sql(e))?;
+            let usage = usage(&tx, token.id, device, now, stale_before).map_err(|e| self.sql(e))?;
             Ok(Some((token, owner, usage)))
         })
     }
@@ -277,10 +302,12 @@ impl Store {
         &self,
         token_id: i64,
         device: Option<Mac>,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
     ) -> Result<TokenUsage, StoreError> {
         self.with_conn(|conn| {
             let tx = conn.transaction().map_err(|e| self.sql(e))?;
-            usage(&tx, token_id, device).map_err(|e| self.sql(e))
+            usage(&tx, token_id, device, now, stale_before).map_err(|e| self.sql(e))
         })
     }
 
@@ -414,7 +441,19 @@ pub(super) fn owner_of(conn: &Connection, token: &AccessToken) -> rusqlite::Resu
     Ok(TokenOwner::Standalone)
 }
 
-fn usage(conn: &Connection, token_id: i64, device: Option<Mac>) -> rusqlite::Result<TokenUsage> {
+/// Usage at `now`. The live time of open sessions on other devices (from their last
+/// update to `now`, rounded up) is counted too, so devices sharing a budget never get
+/// more than the budget between them.
+///
+/// Open sessions not updated since `stale_before` are ignored: their NAS has gone
+/// quiet, and the reaper is about to close them anyway.
+fn usage(
+    conn: &Connection,
+    token_id: i64,
+    device: Option<Mac>,
+    now: DateTime<Utc>,
+    stale_before: DateTime<Utc>,
+) -> rusqlite::Result<TokenUsage> {
     let bound_devices = conn
         .prepare_cached(
             "SELECT mac FROM device_bindings WHERE token_id = ?1 ORDER BY bound_at, mac",
@@ -425,15 +464,17 @@ fn usage(conn: &Connection, token_id: i64, device: Option<Mac>) -> rusqlite::Res
     let used_seconds: i64 = conn
         .prepare_cached("SELECT COALESCE(SUM(session_time), 0) FROM sessions WHERE token_id = ?1")?
         .query_row(params![token_id], |r| r.get(0))?;
-    let open: i64 = conn
+    let (open, live_ms): (i64, i64) = conn
         .prepare_cached(
-            "SELECT count(*) FROM sessions WHERE token_id = ?1 AND stopped_at IS NULL AND (mac IS NULL OR ?2 IS NULL OR mac <> ?2)",
+            "SELECT count(*), COALESCE(SUM(max(0, ?3 - updated_at)), 0) FROM sessions \
+             WHERE token_id = ?1 AND stopped_at IS NULL AND updated_at >= ?4 AND (mac IS NULL OR ?2 IS NULL OR mac <> ?2)",
         )?
-        .query_row(params![token_id, device.map(|d| d.to_string())], |r| r.get(0))?;
+        .query_row(params![token_id, device.map(|d| d.to_string()), ms(now), ms(stale_before)], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(TokenUsage {
         bound_devices,
         used_seconds: u64::try_from(used_seconds).unwrap_or(0),
         open_sessions_elsewhere: u32::try_from(open).unwrap_or(u32::MAX),
+        live_seconds_elsewhere: u64::try_from(live_ms).unwrap_or(0).div_ceil(1000),
     })
 }
 
@@ -525,8 +566,14 @@ mod tests {
                 .count(),
             3
         );
-        assert_eq!(s.token_usage(id, None).unwrap().bound_devices.len(), 3);
-        let first = s.token_usage(id, None).unwrap().bound_devices[0];
+        assert_eq!(
+            s.token_usage(id, None, now(), now())
+                .unwrap()
+                .bound_devices
+                .len(),
+            3
+        );
+        let first = s.token_usage(id, None, now(), now()).unwrap().bound_devices[0];
         assert_eq!(
             s.bind_device(id, first, Some(3), now()).unwrap(),
             BindOutcome::AlreadyBound

@@ -1,0 +1,67 @@
+//! `session list` and `session close`.
+
+use super::people::parse_id;
+use super::{CommandError, Field};
+use crate::store::{Store, StoreError};
+use chrono::{DateTime, SecondsFormat, Utc};
+use std::fmt::Write as _;
+
+fn time_text(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+        .unwrap_or_else(|| "-".into())
+}
+
+pub fn list(store: &Store, open_only: bool, json: bool) -> Result<String, CommandError> {
+    let sessions = store.list_sessions(open_only)?;
+    if json {
+        return Ok(serde_json::to_string_pretty(&sessions).unwrap_or_default() + "\n");
+    }
+    let mut out = format!(
+        "{:>6} {:>6} {:<16} {:<20} {:<17} {:>8} {:<20} {:<20} {:<11}\n",
+        "ID",
+        "TOKEN",
+        "CLIENT",
+        "ACCT-SESSION-ID",
+        "DEVICE",
+        "SECONDS",
+        "STARTED",
+        "STOPPED",
+        "CLOSED BY"
+    );
+    for s in &sessions {
+        let _ = writeln!(
+            out,
+            "{:>6} {:>6} {:<16} {:<20} {:<17} {:>8} {:<20} {:<20} {:<11}",
+            s.id,
+            s.token_id,
+            s.client,
+            s.acct_session_id,
+            s.mac.as_deref().unwrap_or("-"),
+            s.session_time,
+            time_text(Some(s.started_at)),
+            time_text(s.stopped_at),
+            s.closed_by.as_deref().unwrap_or(if s.stopped_at.is_none() {
+                "(open)"
+            } else {
+                "-"
+            }),
+        );
+    }
+    Ok(out)
+}
+
+/// Closes an open session in the ledger (its place in the simultaneous-use count is
+/// freed; its used time stays what the NAS reported).
+pub fn close(store: &Store, id: &str, now: DateTime<Utc>) -> Result<String, CommandError> {
+    let id = parse_id(Field::SessionId, id)?;
+    if store.close_session(id, now, "admin")? {
+        Ok(format!("session {id} closed\n"))
+    } else if store.list_sessions(false)?.iter().any(|s| s.id == id) {
+        Ok(format!("session {id} was already closed\n"))
+    } else {
+        Err(CommandError::Store(StoreError::NotFound {
+            what: "session",
+            id: id.to_string(),
+        }))
+    }
+}

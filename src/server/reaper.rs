@@ -1,0 +1,58 @@
+//! Closes sessions that can no longer be open: those whose NAS stopped reporting
+//! (stale) and those whose token has run out (revoked, deactivated, expired, minutes
+//! used up) while the NAS sent no Stop. Runs on an interval; decisions use the
+//! injected clock.
+
+use super::Context;
+use crate::policy::{self, RejectReason};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+pub(super) async fn run(ctx: Arc<Context>, interval: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let worker = ctx.clone();
+        match tokio::task::spawn_blocking(move || reap(&worker)).await {
+            Ok(Ok((0, 0))) => {}
+            Ok(Ok((stale, expired))) => tracing::info!(stale, expired, "closed sessions"),
+            Ok(Err(e)) => tracing::error!(error = %e, "reaper failed"),
+            Err(e) => tracing::error!(error = %e, "reaper task failed"),
+        }
+    }
+}
+
+/// One pass: (stale sessions closed, run-out sessions closed).
+pub fn reap(ctx: &Context) -> Result<(usize, usize), crate::store::StoreError> {
+    let now = ctx.clock.now();
+    let stale = ctx
+        .store
+        .close_stale_sessions(ctx.rules.stale_before(now), now)?;
+    let mut expired = 0;
+    for (session, token_id, _mac) in ctx.store.open_session_tokens()? {
+        // With no device given, the usage counts the live time of every open session
+        // of the token, this one included.
+        let Some((token, owner, usage)) =
+            ctx.store
+                .token_facts(token_id, None, now, ctx.rules.stale_before(now))?
+        else {
+            continue;
+        };
+        let run_out = matches!(
+            policy::decide(now, &token, owner, &usage, None, &ctx.rules),
+            Err(RejectReason::Revoked
+                | RejectReason::Deactivated
+                | RejectReason::Expired
+                | RejectReason::MinutesUsedUp)
+        );
+        if run_out && ctx.store.close_session(session, now, "expired")? {
+            expired += 1;
+        }
+    }
+    Ok((stale, expired))
+}

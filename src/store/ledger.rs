@@ -1,0 +1,551 @@
+//! The accounting ledger (RFC 2866). A token's used time is the sum of its sessions'
+//! Acct-Session-Time. Each session row holds the *cumulative* time the NAS last
+//! reported, and updates only ever raise it (`max`), so a retransmit, a duplicate
+//! Stop, an Interim after the Stop, or a counter going backwards never counts time
+//! twice.
+//!
+//! One writer thread owns a connection and commits records in batches (group commit):
+//! every record that arrived while the previous commit was running goes into the next
+//! transaction. A record is acknowledged only after its transaction is durable
+//! (`synchronous=FULL`), so durability costs one fsync per batch, not per packet.
+
+use super::{Store, StoreError};
+use crate::model::Mac;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+
+/// Acct-Status-Type values handled (RFC 2866 section 5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcctStatus {
+    Start,
+    Stop,
+    InterimUpdate,
+    /// The NAS (re)started: none of its sessions survive.
+    AccountingOn,
+    /// The NAS is shutting down: all of its sessions end.
+    AccountingOff,
+}
+
+impl AcctStatus {
+    pub fn from_code(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Self::Start,
+            2 => Self::Stop,
+            3 => Self::InterimUpdate,
+            7 => Self::AccountingOn,
+            8 => Self::AccountingOff,
+            _ => return None,
+        })
+    }
+}
+
+/// One Accounting-Request, reduced to what the ledger keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcctRecord {
+    /// The configured client (NAS) name: sessions are keyed per client.
+    pub client: String,
+    /// The client's business: User-Name is looked up there.
+    pub business_id: i64,
+    pub status: AcctStatus,
+    pub acct_session_id: String,
+    /// Token id from our Class attribute, when the NAS echoed it.
+    pub token_id: Option<i64>,
+    pub user_name: Option<String>,
+    pub mac: Option<Mac>,
+    /// Acct-Session-Time: cumulative seconds of this session so far.
+    pub session_time: Option<u32>,
+    pub nas_ip: Option<String>,
+    pub framed_ip: Option<String>,
+    /// When the record arrived.
+    pub at: DateTime<Utc>,
+}
+
+/// What a record did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcctOutcome {
+    /// The session (row id) was created or updated.
+    Recorded { session: i64 },
+    /// Accounting-On/Off closed this many open sessions of the NAS.
+    NasSessionsClosed(usize),
+    /// No token matches Class or User-Name: acknowledged (so the NAS stops
+    /// retransmitting) but nothing is counted.
+    UnknownToken,
+}
+
+/// A queued record and where its outcome goes.
+struct Job {
+    record: AcctRecord,
+    done: tokio::sync::oneshot::Sender<Result<AcctOutcome, String>>,
+}
+
+/// Records waiting for the writer, at most; beyond, records are refused (not
+/// acknowledged) and the NAS retransmits them later.
+const QUEUE: usize = 16_384;
+/// Records per transaction, at most.
+const BATCH: usize = 1_024;
+
+/// Handle on the writer thread. Cloning shares the thread; it exits when the last
+/// handle is dropped.
+#[derive(Clone)]
+pub struct LedgerWriter {
+    queue: SyncSender<Job>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("accounting queue is full ({QUEUE} records waiting)")]
+    QueueFull,
+    #[error("accounting writer has stopped")]
+    Stopped,
+    #[error("accounting record not stored: {0}")]
+    Write(String),
+}
+
+impl LedgerWriter {
+    /// Starts the writer thread with its own connection to `store`.
+    pub fn start(store: &Arc<Store>) -> Result<LedgerWriter, StoreError> {
+        let conn = store.connect()?;
+        let (queue, jobs) = mpsc::sync_channel(QUEUE);
+        let path = store.path().to_path_buf();
+        std::thread::Builder::new()
+            .name("pinradius-ledger".into())
+            .spawn(move || run_writer(conn, jobs))
+            .map_err(|source| StoreError::Open { path, source })?;
+        Ok(LedgerWriter { queue })
+    }
+
+    /// Queues a record; resolves once it is committed to disk (or failed).
+    pub async fn record(&self, record: AcctRecord) -> Result<AcctOutcome, LedgerError> {
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        self.queue
+            .try_send(Job { record, done })
+            .map_err(|e| match e {
+                TrySendError::Full(_) => LedgerError::QueueFull,
+                TrySendError::Disconnected(_) => LedgerError::Stopped,
+            })?;
+        outcome
+            .await
+            .map_err(|_| LedgerError::Stopped)?
+            .map_err(LedgerError::Write)
+    }
+}
+
+fn run_writer(mut conn: Connection, jobs: Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match jobs.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let results = write_batch(&mut conn, &batch);
+        for (job, result) in batch.into_iter().zip(results) {
+            let _ = job.done.send(result);
+        }
+    }
+}
+
+/// One transaction for the batch; each record in its own savepoint, so a record that
+/// fails rolls back alone. `Err` for every record when the commit itself fails:
+/// nothing is acknowledged that is not on disk.
+fn write_batch(conn: &mut Connection, batch: &[Job]) -> Vec<Result<AcctOutcome, String>> {
+    let fail_all = |e: rusqlite::Error| batch.iter().map(|_| Err(e.to_string())).collect();
+    let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(e),
+    };
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        let result = match tx.savepoint() {
+            Ok(mut sp) => match apply(&sp, &job.record) {
+                Ok(outcome) => sp.commit().map(|_| outcome).map_err(|e| e.to_string()),
+                Err(e) => {
+                    let _ = sp.rollback();
+                    Err(e.to_string())
+                }
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        results.push(result);
+    }
+    match tx.commit() {
+        Ok(()) => results,
+        Err(e) => fail_all(e),
+    }
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// Applies one record. Idempotent: applying it again changes nothing.
+pub(super) fn apply(conn: &Connection, r: &AcctRecord) -> rusqlite::Result<AcctOutcome> {
+    let at = ms(r.at);
+    if matches!(
+        r.status,
+        AcctStatus::AccountingOn | AcctStatus::AccountingOff
+    ) {
+        let n = conn.execute(
+            "UPDATE sessions SET stopped_at = ?2, closed_by = 'nas-restart' WHERE client = ?1 AND stopped_at IS NULL",
+            params![r.client, at],
+        )?;
+        return Ok(AcctOutcome::NasSessionsClosed(n));
+    }
+    let by_class = match r.token_id {
+        Some(id) => conn
+            .prepare_cached("SELECT id FROM access_tokens WHERE id = ?1 AND business_id = ?2")?
+            .query_row(params![id, r.business_id], |row| row.get::<_, i64>(0))
+            .optional()?,
+        None => None,
+    };
+    let token_id = match (by_class, &r.user_name) {
+        (Some(id), _) => Some(id),
+        (None, Some(name)) => conn
+            .prepare_cached(
+                "SELECT id FROM access_tokens WHERE business_id = ?1 AND access_code = ?2",
+            )?
+            .query_row(params![r.business_id, name], |row| row.get::<_, i64>(0))
+            .optional()?,
+        (None, None) => None,
+    };
+    let Some(token_id) = token_id else {
+        return Ok(AcctOutcome::UnknownToken);
+    };
+    let mac = r.mac.map(|m| m.to_string());
+    let stop = r.status == AcctStatus::Stop;
+    let existing: Option<(i64, i64, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT id, session_time, closed_by FROM sessions WHERE client = ?1 AND acct_session_id = ?2 AND mac IS ?3",
+        )?
+        .query_row(params![r.client, r.acct_session_id, mac], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .optional()?;
+    let reported = r.session_time.map(i64::from);
+    match existing {
+        None => {
+            let time = reported.unwrap_or(0);
+            conn.prepare_cached(
+                "INSERT INTO sessions (token_id, client, acct_session_id, mac, started_at, updated_at, session_time, \
+                 stopped_at, closed_by, user_name, nas_ip, framed_ip) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?
+            .execute(params![
+                token_id,
+                r.client,
+                r.acct_session_id,
+                mac,
+                at - time * 1000,
+                at,
+                time,
+                stop.then_some(at),
+                stop.then_some("stop"),
+                r.user_name,
+                r.nas_ip,
+                r.framed_ip,
+            ])?;
+            Ok(AcctOutcome::Recorded {
+                session: conn.last_insert_rowid(),
+            })
+        }
+        Some((id, _, closed_by)) => {
+            // Open, or closed only because it went quiet (the NAS was unreachable and
+            // is now reporting again): the session is live.
+            let live = closed_by.is_none() || closed_by.as_deref() == Some("stale");
+            if live {
+                conn.prepare_cached(
+                    "UPDATE sessions SET session_time = max(session_time, COALESCE(?2, session_time)), updated_at = max(updated_at, ?3), \
+                     stopped_at = ?4, closed_by = ?5, framed_ip = COALESCE(?6, framed_ip) WHERE id = ?1",
+                )?
+                .execute(params![id, reported, at, stop.then_some(at), stop.then_some("stop"), r.framed_ip])?;
+            } else {
+                // Already stopped: a late or repeated record may only raise the count.
+                conn.prepare_cached("UPDATE sessions SET session_time = max(session_time, COALESCE(?2, session_time)) WHERE id = ?1")?
+                    .execute(params![id, reported])?;
+            }
+            Ok(AcctOutcome::Recorded { session: id })
+        }
+    }
+}
+
+/// A session as listed by `session list`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SessionRow {
+    pub id: i64,
+    pub token_id: i64,
+    pub client: String,
+    pub acct_session_id: String,
+    pub mac: Option<String>,
+    pub user_name: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub session_time: i64,
+    pub stopped_at: Option<DateTime<Utc>>,
+    pub closed_by: Option<String>,
+    pub framed_ip: Option<String>,
+}
+
+fn time(v: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(v).unwrap_or_default()
+}
+
+impl Store {
+    /// Applies one record directly (no writer thread): for tests and tools.
+    pub fn apply_accounting(&self, record: &AcctRecord) -> Result<AcctOutcome, StoreError> {
+        self.with_conn(|conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| self.sql(e))?;
+            let outcome = apply(&tx, record).map_err(|e| self.sql(e))?;
+            tx.commit().map_err(|e| self.sql(e))?;
+            Ok(outcome)
+        })
+    }
+
+    pub fn list_sessions(&self, open_only: bool) -> Result<Vec<SessionRow>, StoreError> {
+        self.with_conn(|conn| {
+            conn.prepare_cached(
+                "SELECT id, token_id, client, acct_session_id, mac, user_name, started_at, updated_at, session_time, \
+                 stopped_at, closed_by, framed_ip FROM sessions WHERE (?1 = 0 OR stopped_at IS NULL) ORDER BY id",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![open_only], |r| {
+                    Ok(SessionRow {
+                        id: r.get(0)?,
+                        token_id: r.get(1)?,
+                        client: r.get(2)?,
+                        acct_session_id: r.get(3)?,
+                        mac: r.get(4)?,
+                        user_name: r.get(5)?,
+                        started_at: time(r.get(6)?),
+                        updated_at: time(r.get(7)?),
+                        session_time: r.get(8)?,
+                        stopped_at: r.get::<_, Option<i64>>(9)?.map(time),
+                        closed_by: r.get(10)?,
+                        framed_ip: r.get(11)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(|e| self.sql(e))
+        })
+    }
+
+    /// Closes one open session (`closed_by` says why: "admin", "stale", "expired").
+    /// Returns false when it was not open.
+    pub fn close_session(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+        closed_by: &str,
+    ) -> Result<bool, StoreError> {
+        self.with_conn(|conn| {
+            let n = conn
+                .execute(
+                    "UPDATE sessions SET stopped_at = ?2, closed_by = ?3 WHERE id = ?1 AND stopped_at IS NULL",
+                    params![id, ms(at), closed_by],
+                )
+                .map_err(|e| self.sql(e))?;
+            Ok(n == 1)
+        })
+    }
+
+    /// Closes every open session not updated since `cutoff` (a NAS that vanished must
+    /// not hold simultaneous-use places forever). Their used time stays what was last
+    /// reported. Returns how many were closed.
+    pub fn close_stale_sessions(
+        &self,
+        cutoff: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        self.with_conn(|conn| {
+            conn.execute(
+                "UPDATE sessions SET stopped_at = ?2, closed_by = 'stale' WHERE stopped_at IS NULL AND updated_at < ?1",
+                params![ms(cutoff), ms(at)],
+            )
+            .map_err(|e| self.sql(e))
+        })
+    }
+
+    /// Open sessions with their token, for the reaper's check of tokens that ran out.
+    pub fn open_session_tokens(&self) -> Result<Vec<(i64, i64, Option<Mac>)>, StoreError> {
+        self.with_conn(|conn| {
+            conn.prepare_cached("SELECT id, token_id, mac FROM sessions WHERE stopped_at IS NULL")
+                .and_then(|mut s| {
+                    s.query_map([], |r| {
+                        let mac: Option<String> = r.get(2)?;
+                        Ok((r.get(0)?, r.get(1)?, mac.and_then(|m| m.parse().ok())))
+                    })?
+                    .collect()
+                })
+                .map_err(|e| self.sql(e))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::NewAccessToken;
+    use chrono::{Duration, TimeZone};
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap()
+    }
+
+    fn setup() -> (tempfile::TempDir, Store, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.db")).unwrap();
+        let id = s
+            .create_token(
+                &NewAccessToken {
+                    business_id: 1,
+                    access_code: "12345".into(),
+                    minutes_included: 60,
+                    ..Default::default()
+                },
+                t0(),
+            )
+            .unwrap();
+        (dir, s, id)
+    }
+
+    fn rec(status: AcctStatus, session: &str, time: Option<u32>, at: DateTime<Utc>) -> AcctRecord {
+        AcctRecord {
+            client: "nas".into(),
+            business_id: 1,
+            status,
+            acct_session_id: session.into(),
+            token_id: None,
+            user_name: Some("12345".into()),
+            mac: Some("02:00:00:00:00:01".parse().unwrap()),
+            session_time: time,
+            nas_ip: None,
+            framed_ip: None,
+            at,
+        }
+    }
+
+    fn used(s: &Store, id: i64) -> u64 {
+        s.token_usage(id, None, t0(), t0()).unwrap().used_seconds
+    }
+
+    /// Ledger table: (record, used seconds after it).
+    #[test]
+    fn every_second_counted_once() {
+        let (_d, s, id) = setup();
+        use AcctStatus::*;
+        let steps: &[(AcctStatus, &str, Option<u32>, i64, u64)] = &[
+            (Start, "a", Some(0), 0, 0),
+            (InterimUpdate, "a", Some(300), 300, 300),
+            (InterimUpdate, "a", Some(300), 301, 300), // retransmit
+            (InterimUpdate, "a", Some(200), 302, 300), // counter backwards
+            (Stop, "a", Some(600), 600, 600),
+            (Stop, "a", Some(600), 601, 600), // duplicate Stop
+            (Stop, "a", Some(600), 602, 600), // and again
+            (InterimUpdate, "a", Some(550), 603, 600), // late Interim after Stop
+            (Stop, "a", Some(620), 604, 620), // a later Stop with more time raises it
+            (Start, "b", None, 700, 620),
+            (Stop, "b", Some(100), 800, 720),
+        ];
+        for (status, session, time, offset, want) in steps {
+            s.apply_accounting(&rec(
+                *status,
+                session,
+                *time,
+                t0() + Duration::seconds(*offset),
+            ))
+            .unwrap();
+            assert_eq!(used(&s, id), *want, "after {status:?} {session} {time:?}");
+        }
+        let open = s.list_sessions(true).unwrap();
+        assert!(open.is_empty(), "{open:?}");
+    }
+
+    #[test]
+    fn stop_without_start_and_class_lookup() {
+        let (_d, s, id) = setup();
+        let mut r = rec(AcctStatus::Stop, "x", Some(42), t0());
+        r.user_name = Some("renamed".into());
+        assert_eq!(s.apply_accounting(&r).unwrap(), AcctOutcome::UnknownToken);
+        r.token_id = Some(id);
+        assert!(matches!(
+            s.apply_accounting(&r).unwrap(),
+            AcctOutcome::Recorded { .. }
+        ));
+        assert_eq!(used(&s, id), 42);
+        r.token_id = Some(id + 100);
+        r.user_name = None;
+        r.acct_session_id = "y".into();
+        assert_eq!(s.apply_accounting(&r).unwrap(), AcctOutcome::UnknownToken);
+    }
+
+    #[test]
+    fn accounting_on_closes_the_nas_sessions_and_stale_sessions_close() {
+        let (_d, s, _id) = setup();
+        s.apply_accounting(&rec(AcctStatus::Start, "a", Some(0), t0()))
+            .unwrap();
+        s.apply_accounting(&rec(AcctStatus::Start, "b", Some(0), t0()))
+            .unwrap();
+        let mut on = rec(
+            AcctStatus::AccountingOn,
+            "",
+            None,
+            t0() + Duration::seconds(5),
+        );
+        on.user_name = None;
+        assert_eq!(
+            s.apply_accounting(&on).unwrap(),
+            AcctOutcome::NasSessionsClosed(2)
+        );
+        s.apply_accounting(&rec(
+            AcctStatus::Start,
+            "c",
+            Some(0),
+            t0() + Duration::seconds(10),
+        ))
+        .unwrap();
+        assert_eq!(
+            s.close_stale_sessions(t0() + Duration::seconds(10), t0() + Duration::seconds(700))
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            s.close_stale_sessions(t0() + Duration::seconds(11), t0() + Duration::seconds(700))
+                .unwrap(),
+            1
+        );
+        // The NAS reports again: the session is live again.
+        s.apply_accounting(&rec(
+            AcctStatus::InterimUpdate,
+            "c",
+            Some(900),
+            t0() + Duration::seconds(910),
+        ))
+        .unwrap();
+        assert_eq!(s.list_sessions(true).unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn writer_commits_in_batches_and_acknowledges_each() {
+        let (_d, s, id) = setup();
+        let s = Arc::new(s);
+        let w = LedgerWriter::start(&s).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..200u32 {
+            let w = w.clone();
+            tasks.push(tokio::spawn(async move {
+                w.record(rec(AcctStatus::Stop, &format!("s{i}"), Some(1), t0()))
+                    .await
+            }));
+        }
+        for t in tasks {
+            assert!(matches!(
+                t.await.unwrap().unwrap(),
+                AcctOutcome::Recorded { .. }
+            ));
+        }
+        assert_eq!(used(&s, id), 200);
+    }
+}
