@@ -5,6 +5,7 @@ use super::packet::Packet;
 use super::{HEADER_LEN, attr};
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
+use radius::core::code::Code;
 use subtle::ConstantTimeEq;
 
 type HmacMd5 = Hmac<Md5>;
@@ -123,8 +124,18 @@ pub fn verify_response(
 ) -> bool {
     let expected = response_authenticator(response.bytes(), request_authenticator, secret);
     let auth_ok = bool::from(expected.ct_eq(response.authenticator()));
+    // Accounting and CoA/Disconnect responses hash a zero authenticator field;
+    // Access responses the Request Authenticator (RFC 3579 3.2).
+    let ma_authenticator = match response.code() {
+        Code::AccountingResponse
+        | Code::DisconnectACK
+        | Code::DisconnectNAK
+        | Code::CoAACK
+        | Code::CoANAK => &ZEROS,
+        _ => request_authenticator,
+    };
     let ma_ok =
-        verify_message_authenticator(response, secret, Some(request_authenticator)).unwrap_or(true);
+        verify_message_authenticator(response, secret, Some(ma_authenticator)).unwrap_or(true);
     auth_ok & ma_ok
 }
 

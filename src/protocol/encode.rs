@@ -294,6 +294,20 @@ mod tests {
             &validate(&bytes).unwrap(),
             b"acct"
         ));
+        // The answer verifies with its zero-authenticator Message-Authenticator.
+        let req = validate(&bytes).unwrap();
+        let resp = PacketBuilder::with_message_authenticator(Code::AccountingResponse, 5)
+            .finish_accounting_response(req.authenticator(), b"acct");
+        assert!(verify_response(
+            &validate(&resp).unwrap(),
+            req.authenticator(),
+            b"acct"
+        ));
+        assert!(!verify_response(
+            &validate(&resp).unwrap(),
+            &[0u8; 16],
+            b"acct"
+        ));
         // The radius crate agrees.
         let n = bytes.len() - 7;
         assert!(radius::core::packet::Packet::is_authentic_request(

@@ -1,0 +1,208 @@
+//! Crash safety of accounting: SIGKILL the real server in the middle of an accounting
+//! burst, then check that every record it acknowledged is in the database, and that
+//! the server starts again on the same file with no repair.
+
+use pinradius::protocol::{self, Code, PacketBuilder, attr};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "crash-test-secret-0123456789";
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_pinradius")
+}
+
+fn write_config(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("p.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nauth_listen = \"127.0.0.1:0\"\nacct_listen = \"127.0.0.1:0\"\ndatabase = \"p.db\"\n\
+             [[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"\nbusiness_id = 1\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Kills the server when dropped, so no process outlives a failing test.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `pinradius serve` and returns it with its accounting address, read from the
+/// "pinradius listening" log line (the config asks for port 0).
+fn start(config: &Path) -> (Server, SocketAddr) {
+    let mut child = Command::new(bin())
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let server = Server(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(rest) = line.split("acct=").nth(1) {
+            let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+            // Keep draining stderr so the server never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            return (server, addr);
+        }
+    }
+    panic!("server did not report its accounting address");
+}
+
+fn stop_record(id: u8, session: &str) -> Vec<u8> {
+    let mut b = PacketBuilder::with_message_authenticator(Code::AccountingRequest, id);
+    b.add_u32(attr::ACCT_STATUS_TYPE, 2).unwrap();
+    b.add(attr::ACCT_SESSION_ID, session.as_bytes()).unwrap();
+    b.add(attr::USER_NAME, b"12345").unwrap();
+    b.add(attr::CALLING_STATION_ID, b"02-00-00-00-00-01")
+        .unwrap();
+    b.add_u32(attr::ACCT_SESSION_TIME, 1).unwrap();
+    b.finish_accounting_request(SECRET.as_bytes())
+}
+
+#[test]
+fn sigkill_during_accounting_burst_loses_no_acknowledged_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let out = Command::new(bin())
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "token",
+            "create",
+            "--business-id",
+            "1",
+            "--code",
+            "12345",
+            "--minutes",
+            "100000",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (mut server, acct) = start(&config);
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders: Vec<_> = (0..16)
+        .map(|t| {
+            let (acked, stop) = (acked.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+                sock.set_read_timeout(Some(Duration::from_millis(500)))
+                    .unwrap();
+                let mut buf = [0u8; 4096];
+                for n in 0u32.. {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let session = format!("t{t}-{n}");
+                    let request = stop_record((n % 256) as u8, &session);
+                    sock.send_to(&request, acct).unwrap();
+                    // Wait for this request's answer; anything else is stale.
+                    while let Ok((len, _)) = sock.recv_from(&mut buf) {
+                        let Ok(resp) = protocol::validate(&buf[..len]) else {
+                            continue;
+                        };
+                        let auth: &[u8; 16] = request[4..20].try_into().unwrap();
+                        if resp.code() == Code::AccountingResponse
+                            && resp.identifier() == request[1]
+                            && protocol::verify_response(&resp, auth, SECRET.as_bytes())
+                        {
+                            acked.lock().unwrap().push(session.clone());
+                            break;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // Let the burst run, then kill the server mid-stream, without warning.
+    let started = Instant::now();
+    while acked.lock().unwrap().len() < 300 && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.0.kill().unwrap(); // SIGKILL
+    server.0.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for s in senders {
+        s.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 300,
+        "the burst was acknowledged at all: {}",
+        acked.len()
+    );
+
+    // Every acknowledged record is on disk.
+    let db = rusqlite::Connection::open(dir.path().join("p.db")).unwrap();
+    let stored: std::collections::HashSet<String> = db
+        .prepare("SELECT acct_session_id FROM sessions WHERE session_time = 1 AND stopped_at IS NOT NULL")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let lost: Vec<&String> = acked.iter().filter(|s| !stored.contains(*s)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged records lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    let integrity: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    drop(db);
+
+    // The server starts again on the same file, no repair, and the ledger adds up.
+    let (_server, acct) = start(&config);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    sock.send_to(&stop_record(1, "after-restart"), acct)
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let (len, _) = sock.recv_from(&mut buf).expect("restarted server answers");
+    assert_eq!(
+        protocol::validate(&buf[..len]).unwrap().code(),
+        Code::AccountingResponse
+    );
+    let out = Command::new(bin())
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "token",
+            "show",
+            "12345",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(shown["used_seconds"].as_u64().unwrap() >= acked.len() as u64 + 1);
+}
