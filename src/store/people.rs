@@ -70,7 +70,7 @@ fn draw_pin(
 ) -> Result<String, Fail> {
     for _ in 0..PIN_DRAWS {
         let pin = draw();
-        if code_owner(conn, business_id, &pin, None)?.is_none() {
+        if code_owner(conn, business_id, &pin)?.is_none() {
             return Ok(pin);
         }
     }
@@ -231,7 +231,7 @@ impl Store {
         self.write(|tx| {
             let pin = match pin {
                 Some(p) => {
-                    ensure_code_free(tx, customer.business_id, p, None)?;
+                    ensure_code_free(tx, customer.business_id, p)?;
                     p.to_string()
                 }
                 None => draw_pin(tx, customer.business_id, draw)?,
@@ -273,7 +273,7 @@ impl Store {
                 id: id.to_string(),
             })?;
             if c.pin != pin {
-                ensure_code_free(tx, c.business_id, pin, None)?;
+                ensure_code_free(tx, c.business_id, pin)?;
                 tx.execute(
                     "UPDATE customers SET pin = ?2 WHERE id = ?1",
                     params![id, pin],

@@ -182,7 +182,7 @@ impl Store {
                         e
                     }
                 };
-                ensure_code_free(&tx, t.business_id, &t.access_code, None)
+                ensure_code_free(&tx, t.business_id, &t.access_code)
                     .map_err(|e| wrap(self.sql_or(e)))?;
                 ids.push(insert_token(&tx, t, None, now).map_err(|e| wrap(self.sql(e)))?);
             }
@@ -353,21 +353,19 @@ impl Store {
 }
 
 /// Who holds `code` in the business: a token, a visitor's PIN or a customer's PIN
-/// (SPEC 1: one code, one owner). `except_visitor` ignores that visitor's own PIN (its
-/// token carries the same code by design). Call inside the write transaction that
+/// (SPEC 1: one code, one owner). Call inside the write transaction that
 /// then writes the code, so the check and the write are one atomic step.
 pub(super) fn code_owner(
     conn: &Connection,
     business_id: i64,
     code: &str,
-    except_visitor: Option<i64>,
 ) -> rusqlite::Result<Option<String>> {
     conn.prepare_cached(
-        "SELECT 'token ' || id FROM access_tokens WHERE business_id = ?1 AND access_code = ?2 \
-         UNION ALL SELECT 'visitor ' || guid FROM visitors WHERE business_id = ?1 AND pin = ?2 AND (?3 IS NULL OR id <> ?3) \
-         UNION ALL SELECT 'customer ' || id FROM customers WHERE business_id = ?1 AND pin = ?2 LIMIT 1",
+        "SELECT 'customer ' || id FROM customers WHERE business_id = ?1 AND pin = ?2 \
+         UNION ALL SELECT 'visitor ' || guid FROM visitors WHERE business_id = ?1 AND pin = ?2 \
+         UNION ALL SELECT 'token ' || id FROM access_tokens WHERE business_id = ?1 AND access_code = ?2 LIMIT 1",
     )?
-    .query_row(params![business_id, code, except_visitor], |r| r.get(0))
+    .query_row(params![business_id, code], |r| r.get(0))
     .optional()
 }
 
@@ -376,9 +374,8 @@ pub(super) fn ensure_code_free(
     conn: &Connection,
     business_id: i64,
     code: &str,
-    except_visitor: Option<i64>,
 ) -> Result<(), Fail> {
-    match code_owner(conn, business_id, code, except_visitor)? {
+    match code_owner(conn, business_id, code)? {
         None => Ok(()),
         Some(owner) => Err(Fail::Store(StoreError::CodeTaken {
             business_id,

@@ -1,0 +1,5 @@
+//! End-to-end tests over real UDP on 127.0.0.1 against a server started in-process.
+
+mod accounting;
+mod harness;
+mod visitors;
