@@ -236,3 +236,47 @@ pub async fn ask(to: SocketAddr, request: Vec<u8>) -> Option<Reply> {
         .await
         .map(|r| Reply::check(&request, r))
 }
+
+/// An Access-Request with CHAP (RFC 2865 5.3): CHAP-Password = ident +
+/// MD5(ident + password + challenge), the challenge in CHAP-Challenge when given,
+/// else the Request Authenticator.
+pub fn chap(code: &str, password: &str, challenge: Option<[u8; 16]>, mac: Option<&str>) -> Vec<u8> {
+    use md5::Digest;
+    let mut p = Packet::new(Code::AccessRequest, SECRET.as_bytes());
+    rfc2865::add_user_name(&mut p, code);
+    let ident = 0x2a;
+    let used_challenge =
+        challenge.unwrap_or_else(|| p.get_authenticator().as_slice().try_into().unwrap());
+    let mut md5 = Md5::new();
+    md5.update([ident]);
+    md5.update(password.as_bytes());
+    md5.update(used_challenge);
+    let mut value = vec![ident];
+    value.extend_from_slice(&md5.finalize());
+    rfc2865::add_chap_password(&mut p, &value);
+    if let Some(c) = challenge {
+        rfc2865::add_chap_challenge(&mut p, &c);
+    }
+    if let Some(m) = mac {
+        rfc2865::add_calling_station_id(&mut p, m);
+    }
+    encode_with_message_authenticator(p)
+}
+
+/// A PAP Access-Request without Message-Authenticator.
+pub fn pap_without_message_authenticator(code: &str, password: &str) -> Vec<u8> {
+    let mut p = Packet::new(Code::AccessRequest, SECRET.as_bytes());
+    rfc2865::add_user_name(&mut p, code);
+    rfc2865::add_user_password(&mut p, password.as_bytes()).unwrap();
+    p.encode().unwrap()
+}
+
+/// Sends raw bytes and reports whether anything came back within 400 ms.
+pub async fn answered(to: SocketAddr, bytes: &[u8]) -> bool {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(bytes, to).await.unwrap();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(Duration::from_millis(400), sock.recv_from(&mut buf))
+        .await
+        .is_ok()
+}

@@ -1,5 +1,6 @@
 //! End-to-end tests over real UDP on 127.0.0.1 against a server started in-process.
 
 mod accounting;
+mod auth;
 mod harness;
 mod visitors;
