@@ -115,6 +115,12 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// A time for the terminal: RFC 3339 UTC to the second, or "-".
+pub(crate) fn time_text(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| "-".into())
+}
+
 /// How a front end names fields in messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Naming {

@@ -2,12 +2,12 @@
 //! 000, 001 and 002) on top of access tokens.
 
 use super::tokens::parse_time;
-use super::{CommandError, Field, FieldError};
+use super::{CommandError, Field, FieldError, time_text};
 use crate::config::{CustomerSettings, VisitorSettings};
 use crate::model::{Customer, NewCustomer, NewVisitor, Visitor};
 use crate::policy::pin::{is_valid_pin, new_guid, random_pin};
 use crate::store::{Store, StoreError, VisitorTokenSettings};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::fmt::Write as _;
 
@@ -69,11 +69,6 @@ pub fn pin(v: &str) -> Result<String, CommandError> {
             message: "must be exactly 5 digits (0-9)".into(),
         }]))
     }
-}
-
-fn time_text(t: Option<DateTime<Utc>>) -> String {
-    t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
-        .unwrap_or_else(|| "-".into())
 }
 
 pub struct VisitorInput {

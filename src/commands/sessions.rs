@@ -1,15 +1,10 @@
 //! `session list` and `session close`.
 
 use super::people::parse_id;
-use super::{CommandError, Field};
+use super::{CommandError, Field, time_text};
 use crate::store::{Store, StoreError};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use std::fmt::Write as _;
-
-fn time_text(t: Option<DateTime<Utc>>) -> String {
-    t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
-        .unwrap_or_else(|| "-".into())
-}
 
 pub fn list(store: &Store, open_only: bool, json: bool) -> Result<String, CommandError> {
     let sessions = store.list_sessions(open_only)?;

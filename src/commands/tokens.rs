@@ -1,12 +1,12 @@
 //! `token create|list|show|revoke|import|explain`.
 
-use super::{CommandError, Field, FieldError, Naming, describe};
+use super::{CommandError, Field, FieldError, Naming, describe, time_text};
 use crate::model::{
     AccessToken, MAX_MINUTES, Mac, NewAccessToken, TokenOwner, TokenUsage, mask_code,
 };
 use crate::policy::{self, LoginRules};
 use crate::store::{Store, StoreError};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Read;
@@ -364,11 +364,6 @@ fn owner_text(owner: TokenOwner) -> String {
             )
         }
     }
-}
-
-fn time_text(t: Option<DateTime<Utc>>) -> String {
-    t.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
-        .unwrap_or_else(|| "-".into())
 }
 
 /// A token with its usage, as JSON for `--json`.

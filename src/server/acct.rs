@@ -57,24 +57,8 @@ fn on_datagram(
     source: SocketAddr,
     now: Instant,
 ) {
-    let Some(client) = ctx.clients.find(source.ip()) else {
-        ctx.log_drop(
-            "unknown_client",
-            source,
-            &"accounting from a sender that is not a configured [[client]]",
-        );
+    let Some((client, packet)) = ctx.admit(datagram, source, "accounting") else {
         return;
-    };
-    let packet = match protocol::validate(datagram) {
-        Ok(p) => p,
-        Err(e) => {
-            ctx.log_drop(
-                "malformed",
-                source,
-                &format_args!("client {}: accounting: {e}", client.name),
-            );
-            return;
-        }
     };
     if packet.code() != Code::AccountingRequest {
         ctx.log_drop(

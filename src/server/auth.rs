@@ -24,24 +24,8 @@ pub(super) fn on_datagram(
     source: SocketAddr,
     now: Instant,
 ) {
-    let Some(client) = ctx.clients.find(source.ip()) else {
-        ctx.log_drop(
-            "unknown_client",
-            source,
-            &"sender is not a configured [[client]]",
-        );
+    let Some((client, packet)) = ctx.admit(datagram, source, "auth") else {
         return;
-    };
-    let packet = match protocol::validate(datagram) {
-        Ok(p) => p,
-        Err(e) => {
-            ctx.log_drop(
-                "malformed",
-                source,
-                &format_args!("client {}: {e}", client.name),
-            );
-            return;
-        }
     };
     let secret = client.secret.as_bytes();
     match packet.code() {

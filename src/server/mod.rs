@@ -87,6 +87,36 @@ impl Context {
         }
     }
 
+    /// The first checks of any datagram, on the receive loop: it comes from a
+    /// configured client and is a well-formed RADIUS packet. Anything else is dropped
+    /// (and logged at a bounded rate), never answered.
+    pub(crate) fn admit<'a>(
+        &self,
+        datagram: &'a [u8],
+        source: SocketAddr,
+        port: &str,
+    ) -> Option<(Arc<crate::config::Client>, crate::protocol::Packet<'a>)> {
+        let Some(client) = self.clients.find(source.ip()) else {
+            self.log_drop(
+                "unknown_client",
+                source,
+                &format_args!("{port}: sender is not a configured [[client]]"),
+            );
+            return None;
+        };
+        match crate::protocol::validate(datagram) {
+            Ok(packet) => Some((client.clone(), packet)),
+            Err(e) => {
+                self.log_drop(
+                    "malformed",
+                    source,
+                    &format_args!("{port}: client {}: {e}", client.name),
+                );
+                None
+            }
+        }
+    }
+
     /// Logs a dropped datagram, at most once per cause every ten seconds.
     pub(crate) fn log_drop(
         &self,

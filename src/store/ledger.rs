@@ -9,7 +9,7 @@
 //! transaction. A record is acknowledged only after its transaction is durable
 //! (`synchronous=FULL`), so durability costs one fsync per batch, not per packet.
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, from_ms, ms};
 use crate::model::Mac;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -177,10 +177,6 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Vec<Result<AcctOutcome, 
     }
 }
 
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
 /// Applies one record. Idempotent: applying it again changes nothing.
 pub(super) fn apply(conn: &Connection, r: &AcctRecord) -> rusqlite::Result<AcctOutcome> {
     let at = ms(r.at);
@@ -286,10 +282,6 @@ pub struct SessionRow {
     pub framed_ip: Option<String>,
 }
 
-fn time(v: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(v).unwrap_or_default()
-}
-
 impl Store {
     /// Applies one record directly (no writer thread): for tests and tools.
     pub fn apply_accounting(&self, record: &AcctRecord) -> Result<AcctOutcome, StoreError> {
@@ -318,10 +310,10 @@ impl Store {
                         acct_session_id: r.get(3)?,
                         mac: r.get(4)?,
                         user_name: r.get(5)?,
-                        started_at: time(r.get(6)?),
-                        updated_at: time(r.get(7)?),
+                        started_at: from_ms(r.get(6)?),
+                        updated_at: from_ms(r.get(7)?),
                         session_time: r.get(8)?,
-                        stopped_at: r.get::<_, Option<i64>>(9)?.map(time),
+                        stopped_at: r.get::<_, Option<i64>>(9)?.map(from_ms),
                         closed_by: r.get(10)?,
                         framed_ip: r.get(11)?,
                     })

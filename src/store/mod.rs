@@ -137,6 +137,17 @@ impl Store {
     }
 }
 
+/// Stored times are INTEGER milliseconds since the Unix epoch, UTC.
+fn ms(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// The time of a stored millisecond value (out-of-range values read as the epoch;
+/// the CHECK-free columns are only ever written through [`ms`]).
+fn from_ms(v: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(v).unwrap_or_default()
+}
+
 /// Creates the database file readable and writable by its owner only (SPEC section 4:
 /// it holds every code). SQLite gives its -wal and -shm files the same mode.
 fn create_private_file(path: &Path) -> Result<(), StoreError> {

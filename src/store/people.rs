@@ -4,7 +4,7 @@
 //! racing for one code cannot both succeed.
 
 use super::tokens::{Fail, code_owner, ensure_code_free, insert_token};
-use super::{Store, StoreError};
+use super::{Store, StoreError, from_ms, ms};
 use crate::model::{Customer, NewAccessToken, NewCustomer, NewVisitor, Visitor};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
@@ -19,14 +19,6 @@ pub struct VisitorTokenSettings {
     pub max_devices: u32,
 }
 
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-fn time(v: Option<i64>) -> Option<DateTime<Utc>> {
-    v.and_then(DateTime::from_timestamp_millis)
-}
-
 const VISITOR_COLUMNS: &str = "v.id, v.guid, v.business_id, v.name, v.email, v.expected_arrival, v.arrived_at, v.pin, v.created_at, \
      (SELECT t.id FROM access_tokens t WHERE t.visitor_guid = v.guid AND t.business_id = v.business_id AND t.access_code = v.pin)";
 
@@ -37,10 +29,10 @@ fn read_visitor(r: &Row<'_>) -> rusqlite::Result<Visitor> {
         business_id: r.get(2)?,
         name: r.get(3)?,
         email: r.get(4)?,
-        expected_arrival: time(r.get(5)?),
-        arrived_at: time(r.get(6)?),
+        expected_arrival: r.get::<_, Option<i64>>(5)?.map(from_ms),
+        arrived_at: r.get::<_, Option<i64>>(6)?.map(from_ms),
         pin: r.get(7)?,
-        created_at: time(Some(r.get(8)?)).unwrap_or_default(),
+        created_at: from_ms(r.get(8)?),
         token_id: r.get(9)?,
     })
 }
@@ -56,7 +48,7 @@ fn read_customer(r: &Row<'_>) -> rusqlite::Result<Customer> {
         email: r.get(3)?,
         pin: r.get(4)?,
         active: r.get(5)?,
-        created_at: time(Some(r.get(6)?)).unwrap_or_default(),
+        created_at: from_ms(r.get(6)?),
         token_id: r.get::<_, Option<i64>>(7)?.unwrap_or(0),
     })
 }
@@ -198,7 +190,7 @@ impl Store {
                 )
                 .optional()?
                 .flatten();
-            Ok(time(arrived).unwrap_or(now))
+            Ok(arrived.map(from_ms).unwrap_or(now))
         })
     }
 

@@ -1,6 +1,6 @@
 //! Access tokens, their device bindings and the usage a login needs.
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, ms};
 use crate::model::{AccessToken, Mac, NewAccessToken, TokenOwner, TokenUsage, mask_code};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
@@ -18,10 +18,6 @@ pub enum BindOutcome {
 
 const TOKEN_COLUMNS: &str = "id, business_id, access_code, minutes_included, description, valid_from, valid_to, \
      user_limit, device_limit, mac_address, booking_guid, visitor_guid, created_at, revoked_at, customer_id";
-
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
 
 fn time(id: i64, field: &'static str, v: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
     v.map(|v| {
@@ -254,22 +250,13 @@ impl Store {
         now: DateTime<Utc>,
         stale_before: DateTime<Utc>,
     ) -> Result<Option<(AccessToken, TokenOwner, TokenUsage)>, StoreError> {
-        self.with_conn(|conn| {
-            let tx = conn.transaction().map_err(|e| self.sql(e))?;
-            let row = {
-                let sql = format!("SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE business_id = ?1 AND access_code = ?2");
-                let mut stmt = tx.prepare_cached(&sql).map_err(|e| self.sql(e))?;
-                stmt.query_row(params![business_id, code], TokenRow::read).optional().map_err(|e| self.sql(e))?
-            };
-            let Some(row) = row else { return Ok(None) };
-            let token = row.into_token()?;
-            let owner = owner_of(&tx, &token).map_err(|e| self.sql(e))?;
-            let usage = usage(&tx, token.id, device, now, stale_before).map_err(|e| self.sql(e))?;
-            Ok(Some((token, owner, usage)))
-        })
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE business_id = ?1 AND access_code = ?2"
+        );
+        self.facts(&sql, params![business_id, code], device, now, stale_before)
     }
 
-    /// A token with its owner and usage by id (the reaper's check of open sessions).
+    /// The same by token id (the reaper's check of open sessions).
     pub fn token_facts(
         &self,
         token_id: i64,
@@ -277,12 +264,24 @@ impl Store {
         now: DateTime<Utc>,
         stale_before: DateTime<Utc>,
     ) -> Result<Option<(AccessToken, TokenOwner, TokenUsage)>, StoreError> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE id = ?1");
+        self.facts(&sql, params![token_id], device, now, stale_before)
+    }
+
+    /// The token selected by `sql`, its owner and usage, in one read transaction.
+    fn facts(
+        &self,
+        sql: &str,
+        key: &[&dyn rusqlite::ToSql],
+        device: Option<Mac>,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<Option<(AccessToken, TokenOwner, TokenUsage)>, StoreError> {
         self.with_conn(|conn| {
             let tx = conn.transaction().map_err(|e| self.sql(e))?;
-            let sql = format!("SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE id = ?1");
             let row = tx
-                .prepare_cached(&sql)
-                .and_then(|mut s| s.query_row(params![token_id], TokenRow::read).optional())
+                .prepare_cached(sql)
+                .and_then(|mut s| s.query_row(key, TokenRow::read).optional())
                 .map_err(|e| self.sql(e))?;
             let Some(row) = row else { return Ok(None) };
             let token = row.into_token()?;
@@ -428,7 +427,7 @@ pub(super) fn owner_of(conn: &Connection, token: &AccessToken) -> rusqlite::Resu
             })
             .optional()?;
         if let Some((visitor_id, arrived_at)) = visitor {
-            let arrived_at = arrived_at.and_then(DateTime::from_timestamp_millis);
+            let arrived_at = arrived_at.map(super::from_ms);
             return Ok(TokenOwner::Visitor {
                 visitor_id,
                 arrived_at,
