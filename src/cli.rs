@@ -140,7 +140,7 @@ pub enum CustomerCommand {
     },
     /// Print name, email and PIN of each customer, for a PIN reminder message.
     PinReminder {
-        #[arg(required = true, allow_hyphen_values = true)]
+        #[arg(required = true)]
         ids: Vec<String>,
         #[arg(long)]
         json: bool,

@@ -2,70 +2,14 @@
 //! burst, then check that every record it acknowledged is in the database, and that
 //! the server starts again on the same file with no repair.
 
+mod common;
+
+use common::{SECRET, cli, serve, write_config};
 use pinradius::protocol::{self, Code, PacketBuilder, attr};
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-const SECRET: &str = "crash-test-secret-0123456789";
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_pinradius")
-}
-
-fn write_config(dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("p.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[server]\nauth_listen = \"127.0.0.1:0\"\nacct_listen = \"127.0.0.1:0\"\ndatabase = \"p.db\"\n\
-             [[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"\nbusiness_id = 1\n"
-        ),
-    )
-    .unwrap();
-    path
-}
-
-/// Kills the server when dropped, so no process outlives a failing test.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `pinradius serve` and returns it with its accounting address, read from the
-/// "pinradius listening" log line (the config asks for port 0).
-fn start(config: &Path) -> (Server, SocketAddr) {
-    let mut child = Command::new(bin())
-        .args(["--config", config.to_str().unwrap(), "serve"])
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let server = Server(child);
-    let mut lines = BufReader::new(stderr).lines();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
-        if let Some(rest) = line.split("acct=").nth(1) {
-            let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
-            // Keep draining stderr so the server never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines {});
-            return (server, addr);
-        }
-    }
-    panic!("server did not report its accounting address");
-}
 
 fn stop_record(id: u8, session: &str) -> Vec<u8> {
     let mut b = PacketBuilder::with_message_authenticator(Code::AccountingRequest, id);
@@ -81,11 +25,10 @@ fn stop_record(id: u8, session: &str) -> Vec<u8> {
 #[test]
 fn sigkill_during_accounting_burst_loses_no_acknowledged_record() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
-    let out = Command::new(bin())
-        .args([
-            "--config",
-            config.to_str().unwrap(),
+    let config = write_config(dir.path(), "");
+    let out = cli(
+        &config,
+        &[
             "token",
             "create",
             "--business-id",
@@ -94,16 +37,16 @@ fn sigkill_during_accounting_burst_loses_no_acknowledged_record() {
             "12345",
             "--minutes",
             "100000",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let (mut server, acct) = start(&config);
+    let mut server = serve(&config);
+    let acct = server.acct;
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let senders: Vec<_> = (0..16)
@@ -145,8 +88,8 @@ fn sigkill_during_accounting_burst_loses_no_acknowledged_record() {
     while acked.lock().unwrap().len() < 300 && started.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    server.0.kill().unwrap(); // SIGKILL
-    server.0.wait().unwrap();
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
     stop.store(true, Ordering::Relaxed);
     for s in senders {
         s.join().unwrap();
@@ -181,7 +124,8 @@ fn sigkill_during_accounting_burst_loses_no_acknowledged_record() {
     drop(db);
 
     // The server starts again on the same file, no repair, and the ledger adds up.
-    let (_server, acct) = start(&config);
+    let server = serve(&config);
+    let acct = server.acct;
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     sock.send_to(&stop_record(1, "after-restart"), acct)
@@ -192,17 +136,7 @@ fn sigkill_during_accounting_burst_loses_no_acknowledged_record() {
         protocol::validate(&buf[..len]).unwrap().code(),
         Code::AccountingResponse
     );
-    let out = Command::new(bin())
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "token",
-            "show",
-            "12345",
-            "--json",
-        ])
-        .output()
-        .unwrap();
+    let out = cli(&config, &["token", "show", "12345", "--json"]);
     let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(shown["used_seconds"].as_u64().unwrap() > acked.len() as u64);
 }

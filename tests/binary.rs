@@ -1,0 +1,409 @@
+//! Tests that run the real binary: FreeRADIUS's radclient as the peer (PAP, CHAP,
+//! Message-Authenticator, Status-Server, accounting), admin commands while the server
+//! runs, and the handling of bad configs and bad command lines.
+
+mod common;
+
+use common::{cli, printed, radclient, radclient_send, serve, stderr, stdout, write_config};
+use std::os::unix::fs::PermissionsExt;
+
+fn create(config: &std::path::Path, args: &[&str]) -> String {
+    let mut all = vec!["token", "create"];
+    all.extend_from_slice(args);
+    let out = cli(config, &all);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
+#[test]
+fn radclient_pap_chap_message_authenticator_status_and_accounting() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let id = create(
+        &config,
+        &["--business-id", "1", "--code", "12345", "--minutes", "60"],
+    );
+    assert_eq!(
+        id.trim().parse::<i64>().unwrap(),
+        1,
+        "token create prints only the id"
+    );
+    let server = serve(&config);
+    let Some(rc) = radclient() else { return };
+
+    let pap = "User-Name = \"12345\", User-Password = \"12345\", Calling-Station-Id = \"aa-bb-cc-dd-ee-01\", Message-Authenticator = 0x00";
+    let (ok, out) = radclient_send(&rc, server.auth, "auth", pap);
+    assert!(ok, "{out}");
+    assert!(out.contains("Received Access-Accept"), "{out}");
+    let timeout: u32 = printed(&out, "Session-Timeout").unwrap().parse().unwrap();
+    assert!((3599..=3600).contains(&timeout), "{out}");
+    assert!(printed(&out, "Class").is_some(), "{out}");
+
+    let chap = "User-Name = \"12345\", CHAP-Password = \"12345\", Calling-Station-Id = \"aa-bb-cc-dd-ee-01\", Message-Authenticator = 0x00";
+    let (ok, out) = radclient_send(&rc, server.auth, "auth", chap);
+    assert!(ok && out.contains("Received Access-Accept"), "{out}");
+    let wrong = "User-Name = \"12345\", CHAP-Password = \"54321\", Message-Authenticator = 0x00";
+    let (ok, out) = radclient_send(&rc, server.auth, "auth", wrong);
+    assert!(!ok && out.contains("Received Access-Reject"), "{out}");
+    assert_eq!(
+        printed(&out, "Reply-Message").as_deref(),
+        Some("Unknown or wrong access code"),
+        "{out}"
+    );
+
+    // No Message-Authenticator: dropped (require_message_authenticator defaults to true).
+    let (ok, out) = radclient_send(
+        &rc,
+        server.auth,
+        "auth",
+        "User-Name = \"12345\", User-Password = \"12345\"",
+    );
+    assert!(!ok && !out.contains("Received"), "{out}");
+
+    let (ok, out) = radclient_send(&rc, server.auth, "status", "Message-Authenticator = 0x00");
+    assert!(ok && out.contains("Received Access-Accept"), "{out}");
+
+    // Accounting through radclient: 20 minutes used, then the next login gets 40.
+    for record in [
+        "Acct-Status-Type = Start, User-Name = \"12345\", Acct-Session-Id = \"r1\", Calling-Station-Id = \"aa-bb-cc-dd-ee-01\"",
+        "Acct-Status-Type = Stop, User-Name = \"12345\", Acct-Session-Id = \"r1\", Calling-Station-Id = \"aa-bb-cc-dd-ee-01\", Acct-Session-Time = 1200, Message-Authenticator = 0x00",
+    ] {
+        let (ok, out) = radclient_send(&rc, server.acct, "acct", record);
+        assert!(ok && out.contains("Received Accounting-Response"), "{out}");
+    }
+    let (_, out) = radclient_send(&rc, server.auth, "auth", pap);
+    let timeout: u32 = printed(&out, "Session-Timeout").unwrap().parse().unwrap();
+    assert!((2399..=2400).contains(&timeout), "{out}");
+    let shown = stdout(&cli(&config, &["token", "show", "12345"]));
+    assert!(
+        shown.contains("used:             1200 s (2400 s left)"),
+        "{shown}"
+    );
+    let sessions = stdout(&cli(&config, &["session", "list", "--json"]));
+    let sessions: serde_json::Value = serde_json::from_str(&sessions).unwrap();
+    assert_eq!(sessions[0]["session_time"], 1200);
+}
+
+#[test]
+fn revoke_with_the_cli_while_the_server_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    create(
+        &config,
+        &["--business-id", "1", "--code", "55555", "--minutes", "30"],
+    );
+    let server = serve(&config);
+    let Some(rc) = radclient() else { return };
+    let pap = "User-Name = \"55555\", User-Password = \"55555\", Message-Authenticator = 0x00";
+    assert!(radclient_send(&rc, server.auth, "auth", pap).0);
+    let out = cli(&config, &["token", "revoke", "55555"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (ok, out) = radclient_send(&rc, server.auth, "auth", pap);
+    assert!(!ok, "{out}");
+    assert_eq!(
+        printed(&out, "Reply-Message").as_deref(),
+        Some("This access code has been revoked"),
+        "{out}"
+    );
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly_and_the_database_is_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let mut server = serve(&config);
+    let mode = std::fs::metadata(dir.path().join("p.db"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let pid = server.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server still running 10 s after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn bad_configs_name_the_key_and_exit_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[server]\nauth_listen = \"127.0.0.1:0\"\n[[client]]\nname = \"x\"\naddress = \"10.0.0.300\"\nsecret = \"s\"\nbusiness_id = 1\n",
+    )
+    .unwrap();
+    for args in [&["check-config"][..], &["serve"][..]] {
+        let out = cli(&bad, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.starts_with("error: client[0].address = \"10.0.0.300\""),
+            "{err}"
+        );
+    }
+    assert!(
+        !dir.path().join("pinradius.db").exists(),
+        "nothing created for a bad config"
+    );
+
+    let weak = write_config(dir.path(), "");
+    std::fs::write(
+        &weak,
+        std::fs::read_to_string(&weak)
+            .unwrap()
+            .replace(common::SECRET, "short")
+            + "require_message_authenticator = false\n",
+    )
+    .unwrap();
+    let out = cli(&weak, &["check-config"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("warning: client \"nas\": secret is 5 characters"),
+        "{text}"
+    );
+    assert!(text.contains("BlastRADIUS"), "{text}");
+
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/pinradius.toml");
+    let out = cli(&shipped, &["check-config"]);
+    assert!(
+        out.status.success(),
+        "the shipped config is valid: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn bad_command_lines_name_the_field_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    create(
+        &config,
+        &["--business-id", "1", "--code", "11111", "--minutes", "60"],
+    );
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--business-id", "1", "--code", "22222", "--minutes", "-5"],
+            "--minutes: \"-5\"",
+        ),
+        (
+            &["--business-id", "1", "--code", "22222", "--minutes", "0"],
+            "--minutes: \"0\"",
+        ),
+        (
+            &[
+                "--business-id",
+                "1",
+                "--code",
+                "22222",
+                "--minutes",
+                "5",
+                "--valid-from",
+                "yesterday",
+            ],
+            "--valid-from: \"yesterday\"",
+        ),
+        (
+            &[
+                "--business-id",
+                "1",
+                "--code",
+                "22222",
+                "--minutes",
+                "5",
+                "--mac",
+                "zz:zz",
+            ],
+            "--mac: \"zz:zz\"",
+        ),
+        (
+            &["--business-id", "x", "--code", "22222", "--minutes", "5"],
+            "--business-id: \"x\"",
+        ),
+        (
+            &["--business-id", "1", "--code", "11111", "--minutes", "5"],
+            "already used by token 1",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut all = vec!["token", "create"];
+        all.extend_from_slice(args);
+        let out = cli(&config, &all);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let list: serde_json::Value =
+        serde_json::from_str(&stdout(&cli(&config, &["token", "list", "--json"]))).unwrap();
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "only the first token exists: {list}"
+    );
+    assert_eq!(list[0]["access_code"], "11111");
+    let out = cli(
+        &config,
+        &[
+            "customer",
+            "create",
+            "--business-id",
+            "1",
+            "--name",
+            "Bob",
+            "--pin",
+            "12ab5",
+        ],
+    );
+    assert!(
+        stderr(&out).contains("PIN: must be exactly 5 digits"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cli(
+        &config,
+        &[
+            "visitor",
+            "register",
+            "--business-id",
+            "1",
+            "--name",
+            "",
+            "--email",
+            "no-at-sign",
+        ],
+    );
+    assert!(
+        stderr(&out).contains("--name") && stderr(&out).contains("--email: \"no-at-sign\""),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn import_explain_visitors_and_customers_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let csv = dir.path().join("tokens.csv");
+    std::fs::write(
+        &csv,
+        "business_id,access_code,minutes_included,device_limit\n1,30001,60,2\n1,30002,90,\n",
+    )
+    .unwrap();
+    let out = cli(&config, &["token", "import", csv.to_str().unwrap()]);
+    assert!(
+        out.status.success() && stdout(&out).contains("imported 2 token(s)"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(
+        &csv,
+        "business_id,access_code,minutes_included\n1,30003,60\n1,30004,soon\n",
+    )
+    .unwrap();
+    let out = cli(&config, &["token", "import", csv.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("line 3: minutes_included: \"soon\""),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !stdout(&cli(&config, &["token", "list"])).contains("30003"),
+        "nothing of a failed import is kept"
+    );
+
+    let out = stdout(&cli(
+        &config,
+        &["token", "explain", "30001", "--mac", "aa:bb:cc:dd:ee:ff"],
+    ));
+    assert!(out.contains("ACCEPT: Session-Timeout = 3600 s"), "{out}");
+    cli(&config, &["token", "revoke", "30001"]);
+    let out = stdout(&cli(&config, &["token", "explain", "30001"]));
+    assert!(out.contains("REJECT (revoked)"), "{out}");
+
+    let out = cli(
+        &config,
+        &[
+            "visitor",
+            "register",
+            "--business-id",
+            "1",
+            "--name",
+            "Ada",
+            "--json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let (guid, pin) = (v["guid"].as_str().unwrap(), v["pin"].as_str().unwrap());
+    assert_eq!(pin.len(), 5);
+    assert!(
+        stdout(&cli(&config, &["visitor", "show", guid]))
+            .contains(&format!("pin:              {pin}"))
+    );
+    let out = stdout(&cli(
+        &config,
+        &["token", "explain", pin, "--mac", "aa-bb-cc-dd-ee-01"],
+    ));
+    assert!(
+        out.contains("not checked in") && out.contains("would check the visitor in"),
+        "{out}"
+    );
+    assert!(
+        cli(
+            &config,
+            &["visitor", "check-in", guid, "--at", "2026-11-23T09:00:00Z"]
+        )
+        .status
+        .success()
+    );
+
+    let out = cli(
+        &config,
+        &[
+            "customer",
+            "create",
+            "--business-id",
+            "1",
+            "--name",
+            "Bob",
+            "--email",
+            "bob@example.com",
+            "--json",
+        ],
+    );
+    let c: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let id = c["id"].to_string();
+    let reminder: serde_json::Value = serde_json::from_str(&stdout(&cli(
+        &config,
+        &["customer", "pin-reminder", &id, "--json"],
+    )))
+    .unwrap();
+    assert_eq!(reminder[0]["email"], "bob@example.com");
+    assert_eq!(reminder[0]["pin"], c["pin"]);
+    assert!(
+        cli(&config, &["customer", "set-pin", &id, "97531"])
+            .status
+            .success()
+    );
+    assert!(stdout(&cli(&config, &["customer", "list"])).contains("97531"));
+}
