@@ -82,6 +82,14 @@ fn radclient_pap_chap_message_authenticator_status_and_accounting() {
     let sessions = stdout(&cli(&config, &["session", "list", "--json"]));
     let sessions: serde_json::Value = serde_json::from_str(&sessions).unwrap();
     assert_eq!(sessions[0]["session_time"], 1200);
+    // An open session closed by hand frees its place; closing it again says so.
+    let start = "Acct-Status-Type = Start, User-Name = \"12345\", Acct-Session-Id = \"r2\", Calling-Station-Id = \"aa-bb-cc-dd-ee-01\"";
+    assert!(radclient_send(&rc, server.acct, "acct", start).0);
+    let open = stdout(&cli(&config, &["session", "list", "--open"]));
+    assert!(open.contains("r2") && !open.contains("r1"), "{open}");
+    assert!(stdout(&cli(&config, &["session", "close", "2"])).contains("session 2 closed"));
+    assert!(stdout(&cli(&config, &["session", "close", "2"])).contains("already closed"));
+    assert!(stderr(&cli(&config, &["session", "close", "99"])).contains("no session 99"));
 }
 
 #[test]

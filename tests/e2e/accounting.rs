@@ -306,5 +306,60 @@ async fn accounting_on_closes_every_session_of_the_nas() {
     h.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reaper_closes_stale_sessions_and_sessions_whose_code_ran_out() {
+    let h = Harness::start("").await;
+    let short = token(&h, "11111", 10, None);
+    let long = token(&h, "22222", 600, None);
+    account(
+        &h,
+        acct(START, "a", "11111", "02-00-00-00-00-01", Some(0), None),
+    )
+    .await;
+    account(
+        &h,
+        acct(START, "b", "22222", "02-00-00-00-00-02", Some(0), None),
+    )
+    .await;
+    // Five minutes in: nothing to close.
+    h.clock.set(t0() + Duration::minutes(5));
+    account(
+        &h,
+        acct(INTERIM, "b", "22222", "02-00-00-00-00-02", Some(300), None),
+    )
+    .await;
+    assert_eq!(pinradius::server::reap(&h.ctx).unwrap(), (0, 0));
+    // Ten minutes in, no Stop for the 10-minute code: its session is closed as run out;
+    // the other one is still reporting.
+    h.clock.set(t0() + Duration::minutes(10));
+    account(
+        &h,
+        acct(INTERIM, "b", "22222", "02-00-00-00-00-02", Some(600), None),
+    )
+    .await;
+    assert_eq!(pinradius::server::reap(&h.ctx).unwrap(), (0, 1));
+    let open: Vec<i64> = h
+        .store
+        .list_sessions(true)
+        .unwrap()
+        .iter()
+        .map(|s| s.token_id)
+        .collect();
+    assert_eq!(open, vec![long]);
+    // The late Stop of the closed session still raises its count, once.
+    account(
+        &h,
+        acct(STOP, "a", "11111", "02-00-00-00-00-01", Some(605), None),
+    )
+    .await;
+    assert_eq!(used(&h, short), 605);
+    // b stops reporting: stale after 2 x 300 + 60 s.
+    h.clock
+        .set(t0() + Duration::minutes(10) + Duration::seconds(661));
+    assert_eq!(pinradius::server::reap(&h.ctx).unwrap(), (1, 0));
+    assert!(h.store.list_sessions(true).unwrap().is_empty());
+    h.stop().await;
+}
+
 #[allow(dead_code)]
 fn _reply_is_used(_: Reply) {}

@@ -31,6 +31,8 @@ pub fn t0() -> DateTime<Utc> {
 }
 
 pub struct Harness {
+    /// The running server's shared state (to run the reaper by hand).
+    pub ctx: Arc<pinradius::server::Context>,
     pub store: Arc<Store>,
     pub clock: Arc<FixedClock>,
     pub auth: SocketAddr,
@@ -56,11 +58,13 @@ impl Harness {
             .await
             .unwrap();
         let (auth, acct) = (server.auth_addr().unwrap(), server.acct_addr().unwrap());
+        let ctx = server.context().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = rx.await;
         }));
         Harness {
+            ctx,
             store,
             clock,
             auth,
