@@ -37,6 +37,26 @@ pub enum Command {
     /// Accounting sessions (the minutes ledger).
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Devices locked out after too many failed logins.
+    #[command(subcommand)]
+    Lockout(LockoutCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LockoutCommand {
+    /// List devices locked out now.
+    List {
+        #[arg(long)]
+        json: bool,
+        /// Also devices whose lockout has ended (their doubling level is kept).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Lift a device's lockout (and forget its level); effective on the next request.
+    Clear {
+        #[arg(allow_hyphen_values = true)]
+        mac: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

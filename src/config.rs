@@ -131,6 +131,35 @@ pub struct RawConfig {
     pub customers: CustomerSettings,
     #[serde(default)]
     pub accounting: AccountingSection,
+    #[serde(default)]
+    pub lockout: LockoutSection,
+}
+
+/// `[lockout]`: guessing protection (all durations in seconds).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LockoutSection {
+    /// Failed logins from one device within `window_seconds` that lock it out.
+    pub max_failures: i64,
+    pub window_seconds: i64,
+    /// First lockout; doubled on each repeat up to `max_lockout_seconds`.
+    pub lockout_seconds: i64,
+    pub max_lockout_seconds: i64,
+    /// Failed logins per minute through one client above which an attack is logged
+    /// (once a minute).
+    pub client_alarm_per_minute: i64,
+}
+
+impl Default for LockoutSection {
+    fn default() -> Self {
+        Self {
+            max_failures: 10,
+            window_seconds: 600,
+            lockout_seconds: 600,
+            max_lockout_seconds: 86_400,
+            client_alarm_per_minute: 100,
+        }
+    }
 }
 
 /// `[accounting]`.
@@ -281,6 +310,8 @@ pub struct Config {
     pub stale_after_seconds: u64,
     /// Seconds between reaper runs.
     pub reap_interval_seconds: u64,
+    pub lockout: crate::policy::lockout::LockoutRules,
+    pub client_alarm_per_minute: u32,
 }
 
 fn parse_listen(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -516,6 +547,49 @@ impl Config {
             }
         };
 
+        let l = raw.lockout;
+        let bounded = |key: &str, v: i64, min: i64, max: i64| {
+            if (min..=max).contains(&v) {
+                Ok(v)
+            } else {
+                Err(invalid(key, v, format!("must be {min} to {max}")))
+            }
+        };
+        let lockout = crate::policy::lockout::LockoutRules {
+            max_failures: bounded("lockout.max_failures", l.max_failures, 1, 1_000_000)? as u32,
+            window: chrono::Duration::seconds(bounded(
+                "lockout.window_seconds",
+                l.window_seconds,
+                1,
+                31_536_000,
+            )?),
+            base: chrono::Duration::seconds(bounded(
+                "lockout.lockout_seconds",
+                l.lockout_seconds,
+                1,
+                31_536_000,
+            )?),
+            max: chrono::Duration::seconds(bounded(
+                "lockout.max_lockout_seconds",
+                l.max_lockout_seconds,
+                1,
+                31_536_000,
+            )?),
+        };
+        if lockout.max < lockout.base {
+            return Err(invalid(
+                "lockout.max_lockout_seconds",
+                l.max_lockout_seconds,
+                "is shorter than lockout.lockout_seconds",
+            ));
+        }
+        let client_alarm_per_minute = bounded(
+            "lockout.client_alarm_per_minute",
+            l.client_alarm_per_minute,
+            1,
+            100_000_000,
+        )? as u32;
+
         Ok(Config {
             path: path.to_path_buf(),
             auth_listen,
@@ -529,6 +603,8 @@ impl Config {
             customers: raw.customers,
             stale_after_seconds,
             reap_interval_seconds,
+            lockout,
+            client_alarm_per_minute,
         })
     }
 

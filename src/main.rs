@@ -4,7 +4,8 @@
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use pinradius::cli::{
-    Cli, Command, CreateArgs, CustomerCommand, SessionCommand, TokenCommand, VisitorCommand,
+    Cli, Command, CreateArgs, CustomerCommand, LockoutCommand, SessionCommand, TokenCommand,
+    VisitorCommand,
 };
 use pinradius::clock::SystemClock;
 use pinradius::commands::people::{self, CustomerInput, VisitorInput};
@@ -57,6 +58,18 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Serve => serve(config),
+        Command::Lockout(cmd) => {
+            let store = Store::open(&config.database)?;
+            let now = chrono::Utc::now();
+            let out = match cmd {
+                LockoutCommand::List { json, all } => {
+                    commands::lockouts::list(&store, json, (!all).then_some(now))?
+                }
+                LockoutCommand::Clear { mac } => commands::lockouts::clear(&store, &mac)?,
+            };
+            print!("{out}");
+            Ok(())
+        }
         Command::Session(cmd) => {
             let store = Store::open(&config.database)?;
             let out = match cmd {
@@ -253,25 +266,38 @@ fn serve(config: Config) -> Result<()> {
                     config.auth_listen, config.acct_listen
                 )
             })?;
+        // Signal handlers are in place before the server says it is listening, so a
+        // SIGTERM or SIGHUP sent as soon as it is up is never lost to the default action.
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        let hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+        tokio::spawn(reload_on_sighup(hup, server.context().clone(), config.path.clone()));
         tracing::info!(auth = %server.auth_addr()?, acct = %server.acct_addr()?, database = %config.database.display(), clients = config.clients.len(), "pinradius listening");
-        server.run(shutdown_signal()).await?;
+        server
+            .run(async move {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C received"),
+                }
+            })
+            .await?;
         tracing::info!("stopped");
         Ok(())
     })
 }
 
-/// Completes on SIGTERM or Ctrl-C (SIGINT).
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// SIGHUP re-reads the config file. A valid one replaces clients, secrets, reply
+/// settings and rules for the next request; an invalid one is refused with its error
+/// logged, and the running config stays.
+async fn reload_on_sighup(
+    mut hup: tokio::signal::unix::Signal,
+    context: Arc<pinradius::server::Context>,
+    path: std::path::PathBuf,
+) {
+    while hup.recv().await.is_some() {
+        match Config::load(&path) {
+            Ok(config) => context.reload(&config),
+            Err(e) => tracing::error!("reload refused, keeping the running config: {e}"),
         }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C received"),
     }
 }

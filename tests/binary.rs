@@ -415,3 +415,94 @@ fn import_explain_visitors_and_customers_from_the_cli() {
     );
     assert!(stdout(&cli(&config, &["customer", "list"])).contains("97531"));
 }
+
+#[test]
+fn sighup_reloads_clients_and_refuses_a_bad_config() {
+    let dir = tempfile::tempdir().unwrap();
+    // At first 127.0.0.1 is not a client: only 127.0.0.2 is.
+    let config = write_config(dir.path(), "");
+    let original = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        original.replace("address = \"127.0.0.1\"", "address = \"127.0.0.2\""),
+    )
+    .unwrap();
+    create(
+        &config,
+        &["--business-id", "1", "--code", "12345", "--minutes", "60"],
+    );
+    let server = serve(&config);
+    let Some(rc) = radclient() else { return };
+    let pap = "User-Name = \"12345\", User-Password = \"12345\", Message-Authenticator = 0x00";
+    let (ok, out) = radclient_send(&rc, server.auth, "auth", pap);
+    assert!(!ok && !out.contains("Received"), "not a client yet: {out}");
+    server.wait_for_log("dropped datagram");
+
+    // Add 127.0.0.1 and reload: answered.
+    std::fs::write(&config, original.clone() + "[[client]]\nname = \"other\"\naddress = \"127.0.0.2\"\nsecret = \"x\"\nbusiness_id = 1\n").unwrap();
+    server.signal("HUP");
+    server.wait_for_log("configuration reloaded");
+    let (ok, out) = radclient_send(&rc, server.auth, "auth", pap);
+    assert!(ok && out.contains("Received Access-Accept"), "{out}");
+
+    // A bad config on reload is refused, logged, and the running one stays.
+    std::fs::write(
+        &config,
+        original.replace("business_id = 1", "business_id = -1"),
+    )
+    .unwrap();
+    server.signal("HUP");
+    let line = server.wait_for_log("reload refused");
+    assert!(line.contains("client[0].business_id = -1"), "{line}");
+    let (ok, out) = radclient_send(&rc, server.auth, "auth", pap);
+    assert!(ok && out.contains("Received Access-Accept"), "{out}");
+}
+
+#[test]
+fn lockouts_survive_a_restart_and_attacks_are_logged_once_a_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "[lockout]\nclient_alarm_per_minute = 5\n");
+    create(
+        &config,
+        &["--business-id", "1", "--code", "12345", "--minutes", "60"],
+    );
+    let server = serve(&config);
+    let Some(rc) = radclient() else { return };
+    let guess = |n: u32| {
+        format!(
+            "User-Name = \"{n:05}\", User-Password = \"{n:05}\", Calling-Station-Id = \"aa-bb-cc-00-00-66\", Message-Authenticator = 0x00"
+        )
+    };
+    for n in 0..12 {
+        assert!(!radclient_send(&rc, server.auth, "auth", &guess(n)).0);
+    }
+    server.wait_for_log("device locked out");
+    let right = "User-Name = \"12345\", User-Password = \"12345\", Calling-Station-Id = \"aa-bb-cc-00-00-66\", Message-Authenticator = 0x00";
+    let (ok, out) = radclient_send(&rc, server.auth, "auth", right);
+    assert!(!ok && out.contains("Too many failed attempts"), "{out}");
+    // 12 failures over a threshold of 5 within a minute: one attack line, not seven.
+    // (A minute boundary during the test may split them: at most two.)
+    let alarms = server.log_count("possible guessing attack");
+    assert!((1..=2).contains(&alarms), "{alarms} attack lines");
+    drop(server);
+
+    let listed = stdout(&cli(&config, &["lockout", "list"]));
+    assert!(listed.contains("AA:BB:CC:00:00:66"), "{listed}");
+    let server = serve(&config);
+    let (ok, out) = radclient_send(&rc, server.auth, "auth", right);
+    assert!(
+        !ok && out.contains("Too many failed attempts"),
+        "still locked after a restart: {out}"
+    );
+    assert!(
+        cli(&config, &["lockout", "clear", "aa:bb:cc:00:00:66"])
+            .status
+            .success()
+    );
+    let (ok, out) = radclient_send(&rc, server.auth, "auth", right);
+    assert!(ok, "cleared from the CLI while running: {out}");
+    assert!(
+        stderr(&cli(&config, &["lockout", "clear", "aa:bb:cc:00:00:66"]))
+            .contains("no lockout for device")
+    );
+}

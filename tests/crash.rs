@@ -140,3 +140,74 @@ fn sigkill_during_accounting_burst_loses_no_acknowledged_record() {
     let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(shown["used_seconds"].as_u64().unwrap() > acked.len() as u64);
 }
+
+#[test]
+fn sigkill_during_a_token_import_leaves_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let csv = dir.path().join("big.csv");
+    let mut text = String::from("business_id,access_code,minutes_included,device_limit\n");
+    for i in 0..20_000 {
+        text.push_str(&format!("1,code-{i:06},60,2\n"));
+    }
+    std::fs::write(&csv, text).unwrap();
+    // Make sure the database exists, so each kill lands inside the import itself.
+    assert!(cli(&config, &["token", "list"]).status.success());
+    let db_path = dir.path().join("p.db");
+    let mut outcomes = Vec::new();
+    for delay_ms in [5u64, 40, 120, 400] {
+        let mut child = std::process::Command::new(common::bin())
+            .args([
+                "--config",
+                config.to_str().unwrap(),
+                "token",
+                "import",
+                csv.to_str().unwrap(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let finished = child.try_wait().unwrap().is_some();
+        let _ = child.kill(); // SIGKILL
+        child.wait().unwrap();
+        let db = rusqlite::Connection::open(&db_path).unwrap();
+        let count: i64 = db
+            .query_row("SELECT count(*) FROM access_tokens", [], |r| r.get(0))
+            .unwrap();
+        let integrity: String = db
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(integrity, "ok");
+        assert!(
+            count == 0 || count == 20_000,
+            "half an import after SIGKILL at {delay_ms} ms: {count} rows"
+        );
+        outcomes.push((delay_ms, finished, count));
+        if count == 20_000 {
+            break;
+        }
+    }
+    // The kills landed inside the import at least once; then a full run gets through.
+    assert!(
+        outcomes
+            .iter()
+            .any(|(_, finished, count)| !finished && *count == 0),
+        "{outcomes:?}"
+    );
+    if outcomes.last().map(|o| o.2) != Some(20_000) {
+        let out = cli(&config, &["token", "import", csv.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Startup after the kills needs no repair: the CLI and the server open the file.
+    assert!(
+        cli(&config, &["token", "list", "--json"]).status.success(),
+        "{outcomes:?}"
+    );
+    let _server = serve(&config);
+}

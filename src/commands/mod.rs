@@ -1,6 +1,7 @@
 //! Admin operations shared by the CLI and (later) the HTTP API: input validation in
 //! one place, store calls, and rendering for the terminal. Time is a parameter.
 
+pub mod lockouts;
 pub mod people;
 pub mod sessions;
 pub mod tokens;

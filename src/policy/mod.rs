@@ -2,6 +2,7 @@
 //! returns a value; nothing here reads a clock, a socket or the database, so the rules
 //! are tested as tables.
 
+pub mod lockout;
 pub mod pin;
 
 use crate::model::{AccessToken, Mac, TokenOwner, TokenUsage};
@@ -43,6 +44,11 @@ pub enum RejectReason {
     SimultaneousUseLimit {
         limit: u32,
     },
+    /// Too many failed logins from this device: refused, even with a right code,
+    /// until `until`.
+    LockedOut {
+        until: DateTime<Utc>,
+    },
 }
 
 impl RejectReason {
@@ -62,6 +68,7 @@ impl RejectReason {
             Self::NoDevice => "no_device",
             Self::DeviceLimitReached { .. } => "device_limit_reached",
             Self::SimultaneousUseLimit { .. } => "simultaneous_use_limit",
+            Self::LockedOut { .. } => "locked_out",
         }
     }
 
@@ -108,6 +115,11 @@ impl fmt::Display for RejectReason {
                     "Simultaneous-use limit reached: {limit} device(s) already online with this access code"
                 )
             }
+            Self::LockedOut { until } => write!(
+                f,
+                "Too many failed attempts from this device; try again after {}",
+                until.to_rfc3339_opts(SecondsFormat::Secs, true)
+            ),
         }
     }
 }
@@ -569,6 +581,7 @@ mod tests {
             RejectReason::NoDevice,
             RejectReason::DeviceLimitReached { limit: 2 },
             RejectReason::SimultaneousUseLimit { limit: 1 },
+            RejectReason::LockedOut { until: now() },
         ];
         let texts: std::collections::HashSet<String> =
             reasons.iter().map(|r| r.to_string()).collect();

@@ -57,7 +57,7 @@ fn on_datagram(
     source: SocketAddr,
     now: Instant,
 ) {
-    let Some((client, packet)) = ctx.admit(datagram, source, "accounting") else {
+    let Some((client, packet)) = ctx.admit(&ctx.settings(), datagram, source, "accounting") else {
         return;
     };
     if packet.code() != Code::AccountingRequest {

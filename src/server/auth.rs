@@ -1,7 +1,7 @@
 //! Access-Request and Status-Server on the auth port (RFC 2865, RFC 5997).
 
-use super::Context;
 use super::cache::{RequestKey, Seen};
+use super::{Context, Settings};
 use crate::config::{Client, PasswordMode};
 use crate::model::{AccessToken, Mac, TokenOwner, mask_code};
 use crate::policy::{self, Grant, RejectReason};
@@ -24,7 +24,8 @@ pub(super) fn on_datagram(
     source: SocketAddr,
     now: Instant,
 ) {
-    let Some((client, packet)) = ctx.admit(datagram, source, "auth") else {
+    let settings = ctx.settings();
+    let Some((client, packet)) = ctx.admit(&settings, datagram, source, "auth") else {
         return;
     };
     let secret = client.secret.as_bytes();
@@ -121,7 +122,7 @@ pub(super) fn on_datagram(
     tokio::spawn(async move {
         let worker_ctx = ctx.clone();
         let answer = tokio::task::spawn_blocking(move || {
-            answer_access_request(&worker_ctx, &client, &request)
+            answer_access_request(&worker_ctx, &settings, &client, &request)
         })
         .await;
         match answer {
@@ -210,7 +211,12 @@ enum Outcome {
 /// Decides and encodes the answer to an Access-Request. Runs on a blocking thread
 /// (it reads and may write the store). `None`: no answer (the store failed; the NAS
 /// will retransmit and we try again).
-fn answer_access_request(ctx: &Context, client: &Client, request: &[u8]) -> Option<Vec<u8>> {
+fn answer_access_request(
+    ctx: &Context,
+    settings: &Settings,
+    client: &Client,
+    request: &[u8],
+) -> Option<Vec<u8>> {
     let packet = protocol::validate(request).ok()?;
     // Stored times are whole milliseconds; deciding on the same grain keeps a
     // recomputation from stored values (first-login check-in) exact.
@@ -225,7 +231,7 @@ fn answer_access_request(ctx: &Context, client: &Client, request: &[u8]) -> Opti
     let device: Option<Mac> = station.and_then(|s| s.parse().ok());
     let creds = credentials(&packet, secret);
 
-    let outcome = match decide(ctx, client, code, device, &creds, now) {
+    let outcome = match decide(ctx, settings, client, code, device, &creds, now) {
         Ok(o) => o,
         Err(e) => {
             tracing::error!(client = %client.name, error = %e, "could not decide an Access-Request; not answering");
@@ -240,7 +246,7 @@ fn answer_access_request(ctx: &Context, client: &Client, request: &[u8]) -> Opti
             tracing::info!(client = %client.name, code = %masked, station, token = token.id,
                 session_timeout = grant.session_timeout, limited_by = %grant.limited_by, "accept");
             b = PacketBuilder::with_message_authenticator(Code::AccessAccept, packet.identifier());
-            encode_accept(&mut b, ctx, client, token, grant).ok()?;
+            encode_accept(&mut b, &settings.reply, client, token, grant).ok()?;
         }
         Outcome::Reject(reason) => {
             tracing::info!(client = %client.name, code = %masked, station, reason = reason.label(), "reject: {reason}");
@@ -256,8 +262,39 @@ fn answer_access_request(ctx: &Context, client: &Client, request: &[u8]) -> Opti
     Some(b.finish_response(packet.authenticator(), secret))
 }
 
+/// Decides a login, guarded against guessing: a locked-out device is refused before
+/// anything else; a wrong code or password counts against the device and the client.
 fn decide(
     ctx: &Context,
+    settings: &Settings,
+    client: &Client,
+    code: Option<&str>,
+    device: Option<Mac>,
+    creds: &Credentials<'_>,
+    now: DateTime<Utc>,
+) -> Result<Outcome, crate::store::StoreError> {
+    if let Some(mac) = device
+        && let Some(until) = ctx
+            .guard
+            .locked_until(&ctx.store, &settings.lockout, mac, now)?
+    {
+        return Ok(Outcome::Reject(RejectReason::LockedOut { until }));
+    }
+    let outcome = decide_login(ctx, settings, client, code, device, creds, now)?;
+    match &outcome {
+        Outcome::Reject(reason) if reason.is_bad_credential() => {
+            ctx.guard
+                .failure(&ctx.store, settings, device, &client.name, code, now)?
+        }
+        Outcome::Accept { .. } => ctx.guard.success(device),
+        Outcome::Reject(_) => {}
+    }
+    Ok(outcome)
+}
+
+fn decide_login(
+    ctx: &Context,
+    settings: &Settings,
     client: &Client,
     code: Option<&str>,
     device: Option<Mac>,
@@ -275,7 +312,7 @@ fn decide(
         code,
         device,
         now,
-        ctx.rules.stale_before(now),
+        settings.rules.stale_before(now),
     )?
     else {
         return Ok(Outcome::Reject(RejectReason::UnknownCode));
@@ -283,7 +320,7 @@ fn decide(
     if !password_matches(client.password_mode, creds, &token.access_code) {
         return Ok(Outcome::Reject(RejectReason::BadPassword));
     }
-    let mut grant = match policy::decide(now, &token, owner, &usage, device, &ctx.rules) {
+    let mut grant = match policy::decide(now, &token, owner, &usage, device, &settings.rules) {
         Ok(g) => g,
         Err(reason) => return Ok(Outcome::Reject(reason)),
     };
@@ -305,7 +342,7 @@ fn decide(
                 visitor_id,
                 arrived_at: Some(arrived_at),
             };
-            grant = match policy::decide(now, &token, owner, &usage, device, &ctx.rules) {
+            grant = match policy::decide(now, &token, owner, &usage, device, &settings.rules) {
                 Ok(g) => Grant {
                     bind_device: grant.bind_device,
                     ..g
@@ -329,16 +366,16 @@ pub fn class_for_token(token_id: i64) -> String {
 
 fn encode_accept(
     b: &mut PacketBuilder,
-    ctx: &Context,
+    reply: &super::ReplySettings,
     client: &Client,
     token: &AccessToken,
     grant: &Grant,
 ) -> Result<(), protocol::EncodeError> {
     b.add_u32(attr::SESSION_TIMEOUT, grant.session_timeout)?;
-    if let Some(idle) = ctx.reply.idle_timeout {
+    if let Some(idle) = reply.idle_timeout {
         b.add_u32(attr::IDLE_TIMEOUT, idle)?;
     }
-    if let Some(interim) = ctx.reply.acct_interim_interval {
+    if let Some(interim) = reply.acct_interim_interval {
         b.add_u32(attr::ACCT_INTERIM_INTERVAL, interim)?;
     }
     b.add(attr::CLASS, class_for_token(token.id).as_bytes())?;

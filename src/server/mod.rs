@@ -8,6 +8,7 @@ mod acct;
 mod auth;
 mod cache;
 mod clients;
+mod guard;
 mod ratelog;
 mod reaper;
 
@@ -15,16 +16,19 @@ pub use acct::{record_of, token_from_class};
 pub use auth::class_for_token;
 pub use cache::{RequestKey, RetransmitCache, Seen};
 pub use clients::ClientTable;
+pub use guard::Guard;
 pub use ratelog::LogLimiter;
 pub use reaper::reap;
 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::policy::LoginRules;
+use crate::policy::lockout::LockoutRules;
 use crate::store::{LedgerWriter, Store};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{Semaphore, watch};
@@ -44,15 +48,43 @@ pub struct ReplySettings {
     pub acct_interim_interval: Option<u32>,
 }
 
-/// State shared by the receive loop and the workers.
+/// Everything taken from the config that SIGHUP may change. Each request works with
+/// one snapshot (an `Arc`), so a reload never changes a request half-way.
+#[derive(Debug)]
+pub struct Settings {
+    pub clients: ClientTable,
+    pub reply: ReplySettings,
+    /// Login rules for visitors, customers and open sessions.
+    pub rules: LoginRules,
+    pub lockout: LockoutRules,
+    pub client_alarm_per_minute: u32,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            clients: ClientTable::new(&config.clients),
+            reply: ReplySettings {
+                idle_timeout: config.idle_timeout,
+                acct_interim_interval: config.acct_interim_interval,
+            },
+            rules: config.login_rules(),
+            lockout: config.lockout,
+            client_alarm_per_minute: config.client_alarm_per_minute,
+        }
+    }
+}
+
+/// State shared by the receive loops and the workers.
 pub struct Context {
     pub store: Arc<Store>,
     /// Wall-clock source; fixed in tests.
     pub clock: Arc<dyn Clock>,
-    pub clients: ClientTable,
-    pub reply: ReplySettings,
-    /// Login rules for visitors and customers (`[visitors]`, `[customers]`).
-    pub rules: LoginRules,
+    /// The current settings; replaced whole by [`Context::reload`].
+    settings: RwLock<Arc<Settings>>,
+    /// What the running sockets and database were opened with: a reload that changes
+    /// these is told that they need a restart.
+    started_with: (SocketAddr, SocketAddr, std::path::PathBuf),
     /// Answers replayed to retransmits (RFC 5080).
     pub cache: RetransmitCache,
     /// The same for Accounting-Requests.
@@ -61,19 +93,26 @@ pub struct Context {
     pub reap_interval: Duration,
     /// Rate limit for drop logs.
     pub drop_log: LogLimiter,
+    /// Failed-login counting and lockouts.
+    pub guard: Guard,
 }
 
 impl Context {
-    pub fn new(config: &Config, store: Arc<Store>, clock: Arc<dyn Clock>) -> Self {
-        Self {
+    pub fn new(
+        config: &Config,
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, crate::store::StoreError> {
+        let guard = Guard::load(&store, clock.now())?;
+        Ok(Self {
             store,
             clock,
-            clients: ClientTable::new(&config.clients),
-            reply: ReplySettings {
-                idle_timeout: config.idle_timeout,
-                acct_interim_interval: config.acct_interim_interval,
-            },
-            rules: config.login_rules(),
+            settings: RwLock::new(Arc::new(Settings::from_config(config))),
+            started_with: (
+                config.auth_listen,
+                config.acct_listen,
+                config.database.clone(),
+            ),
             cache: RetransmitCache::new(
                 Duration::from_secs(config.retransmit_cache_seconds),
                 RETRANSMIT_CAPACITY,
@@ -84,7 +123,32 @@ impl Context {
             ),
             reap_interval: Duration::from_secs(config.reap_interval_seconds),
             drop_log: LogLimiter::new(Duration::from_secs(10)),
+            guard,
+        })
+    }
+
+    /// The settings in force now.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Applies a new, already validated config: clients, secrets, reply attributes and
+    /// rules change for the next request; requests in flight finish with the settings
+    /// they started with. Listen addresses and the database cannot change without a
+    /// restart; such changes are logged and ignored.
+    pub fn reload(&self, config: &Config) {
+        let (auth, acct, db) = &self.started_with;
+        if (config.auth_listen, config.acct_listen, &config.database) != (*auth, *acct, db) {
+            tracing::warn!(
+                "reload: listen addresses and database take effect only after a restart"
+            );
         }
+        *self.settings.write().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(Settings::from_config(config));
+        tracing::info!(clients = config.clients.len(), "configuration reloaded");
     }
 
     /// The first checks of any datagram, on the receive loop: it comes from a
@@ -92,11 +156,12 @@ impl Context {
     /// (and logged at a bounded rate), never answered.
     pub(crate) fn admit<'a>(
         &self,
+        settings: &Settings,
         datagram: &'a [u8],
         source: SocketAddr,
         port: &str,
     ) -> Option<(Arc<crate::config::Client>, crate::protocol::Packet<'a>)> {
-        let Some(client) = self.clients.find(source.ip()) else {
+        let Some(client) = settings.clients.find(source.ip()).cloned() else {
             self.log_drop(
                 "unknown_client",
                 source,
@@ -105,7 +170,7 @@ impl Context {
             return None;
         };
         match crate::protocol::validate(datagram) {
-            Ok(packet) => Some((client.clone(), packet)),
+            Ok(packet) => Some((client, packet)),
             Err(e) => {
                 self.log_drop(
                     "malformed",
@@ -150,8 +215,9 @@ impl Server {
         let auth = UdpSocket::bind(config.auth_listen).await?;
         let acct = UdpSocket::bind(config.acct_listen).await?;
         let ledger = LedgerWriter::start(&store).map_err(std::io::Error::other)?;
+        let context = Context::new(config, store, clock).map_err(std::io::Error::other)?;
         Ok(Server {
-            context: Arc::new(Context::new(config, store, clock)),
+            context: Arc::new(context),
             auth: Arc::new(auth),
             acct: Arc::new(acct),
             ledger,

@@ -30,21 +30,22 @@ pub(super) async fn run(ctx: Arc<Context>, interval: Duration, mut stop: watch::
 /// One pass: (stale sessions closed, run-out sessions closed).
 pub fn reap(ctx: &Context) -> Result<(usize, usize), crate::store::StoreError> {
     let now = ctx.clock.now();
+    let settings = ctx.settings();
     let stale = ctx
         .store
-        .close_stale_sessions(ctx.rules.stale_before(now), now)?;
+        .close_stale_sessions(settings.rules.stale_before(now), now)?;
     let mut expired = 0;
     for (session, token_id, _mac) in ctx.store.open_session_tokens()? {
         // With no device given, the usage counts the live time of every open session
         // of the token, this one included.
         let Some((token, owner, usage)) =
             ctx.store
-                .token_facts(token_id, None, now, ctx.rules.stale_before(now))?
+                .token_facts(token_id, None, now, settings.rules.stale_before(now))?
         else {
             continue;
         };
         let run_out = matches!(
-            policy::decide(now, &token, owner, &usage, None, &ctx.rules),
+            policy::decide(now, &token, owner, &usage, None, &settings.rules),
             Err(RejectReason::Revoked
                 | RejectReason::Deactivated
                 | RejectReason::Expired

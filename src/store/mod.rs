@@ -8,11 +8,13 @@
 //! (`BEGIN IMMEDIATE`) so two processes cannot both pass the check.
 
 mod ledger;
+mod lockouts;
 mod people;
 mod schema;
 mod tokens;
 
 pub use ledger::{AcctOutcome, AcctRecord, AcctStatus, LedgerError, LedgerWriter, SessionRow};
+pub use lockouts::LockoutRow;
 pub use people::VisitorTokenSettings;
 pub use tokens::BindOutcome;
 

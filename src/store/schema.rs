@@ -94,8 +94,20 @@ CREATE INDEX sessions_open_by_client ON sessions (client) WHERE stopped_at IS NU
 CREATE INDEX sessions_open_by_update ON sessions (updated_at) WHERE stopped_at IS NULL;
 "#;
 
+/// Guessing lockouts (issue 5): one row per device that has been locked out, kept
+/// after the lockout ends so repeated lockouts double. Survives restarts.
+const V4: &str = r#"
+CREATE TABLE lockouts (
+    mac          TEXT    PRIMARY KEY,
+    lockouts     INTEGER NOT NULL CHECK (lockouts >= 1),
+    locked_until INTEGER NOT NULL,
+    client       TEXT    NOT NULL,
+    updated_at   INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+"#;
+
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3)])
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4)])
 }
 
 pub fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {

@@ -55,6 +55,43 @@ pub struct Running {
     pub child: Child,
     pub auth: SocketAddr,
     pub acct: SocketAddr,
+    /// Every line the server logged so far.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Running {
+    /// Sends a signal (`TERM`, `HUP`, ...) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([&format!("-{name}"), &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    /// Waits up to 10 s for a log line containing `needle`.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            assert!(Instant::now() < deadline, "no log line with {needle:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
 }
 
 impl Drop for Running {
@@ -87,19 +124,26 @@ pub fn serve(config: &Path) -> Running {
         .unwrap();
     let unbound: SocketAddr = "0.0.0.0:0".parse().unwrap();
     // The guard exists before anything can fail, so the child is always reaped.
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut running = Running {
         child,
         auth: unbound,
         acct: unbound,
+        log: log.clone(),
     };
     let stderr = running.child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         let Some(Ok(line)) = lines.next() else { break };
+        log.lock().unwrap().push(line.clone());
         if let (Some(auth), Some(acct)) = (field(&line, "auth"), field(&line, "acct")) {
-            // Keep draining stderr so the server never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines {});
+            // Keep reading stderr (into the log) so the server never blocks on a full pipe.
+            std::thread::spawn(move || {
+                for line in lines.map_while(Result::ok) {
+                    log.lock().unwrap().push(line);
+                }
+            });
             running.auth = auth;
             running.acct = acct;
             return running;

@@ -2,5 +2,6 @@
 
 mod accounting;
 mod auth;
+mod hardening;
 mod harness;
 mod visitors;
