@@ -40,6 +40,70 @@ pub enum Command {
     /// Devices locked out after too many failed logins.
     #[command(subcommand)]
     Lockout(LockoutCommand),
+    /// Load generator and benchmark helpers.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Send Access-Requests (PAP + Message-Authenticator) and report throughput/latency.
+    Auth(BenchArgs),
+    /// Send Accounting-Requests (Interim-Update) and report throughput/latency.
+    Acct(BenchArgs),
+    /// Fill the store with N tokens named PREFIX0000000.. (one transaction).
+    Seed {
+        #[arg(long)]
+        tokens: u64,
+        #[arg(long, default_value = "bench-")]
+        prefix: String,
+        #[arg(long, default_value_t = 1)]
+        business_id: i64,
+        #[arg(long, default_value_t = 525_600)]
+        minutes: u32,
+    },
+    /// A bare UDP echo server: the ceiling for this load tool on this machine.
+    Echo {
+        #[arg(long, default_value = "127.0.0.1:18199")]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value_t = 2)]
+        threads: u32,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:1812")]
+    pub target: std::net::SocketAddr,
+    #[arg(long)]
+    pub secret: String,
+    /// Codes to use, one per line (default: the codes `bench seed` made).
+    #[arg(long)]
+    pub codes: Option<PathBuf>,
+    /// With the seeded codes: how many (PREFIX0000000 .. PREFIX{N-1}).
+    #[arg(long, default_value_t = 1000)]
+    pub tokens: u64,
+    #[arg(long, default_value = "bench-")]
+    pub prefix: String,
+    /// Distinct devices (Calling-Station-Id).
+    #[arg(long, default_value_t = 1000)]
+    pub devices: u32,
+    /// Requests outstanding in total.
+    #[arg(long, default_value_t = 256)]
+    pub window: u32,
+    /// Client sockets (threads).
+    #[arg(long, default_value_t = 2)]
+    pub sockets: u32,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Count any answer (for the echo ceiling).
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

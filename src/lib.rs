@@ -16,10 +16,12 @@
 //! - [`clock`]: injectable wall-clock time.
 //! - [`model`]: plain data.
 
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod fuzz;
 pub mod model;
 pub mod policy;
 pub mod protocol;

@@ -4,8 +4,8 @@
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use pinradius::cli::{
-    Cli, Command, CreateArgs, CustomerCommand, LockoutCommand, SessionCommand, TokenCommand,
-    VisitorCommand,
+    BenchCommand, Cli, Command, CreateArgs, CustomerCommand, LockoutCommand, SessionCommand,
+    TokenCommand, VisitorCommand,
 };
 use pinradius::clock::SystemClock;
 use pinradius::commands::people::{self, CustomerInput, VisitorInput};
@@ -43,6 +43,17 @@ fn business(v: Option<String>) -> Result<Option<i64>, CommandError> {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    // The load generator needs no config: it is a client.
+    if let Command::Bench(cmd) = &cli.command {
+        match cmd {
+            BenchCommand::Auth(a) => return bench(a, pinradius::bench::Load::Auth),
+            BenchCommand::Acct(a) => return bench(a, pinradius::bench::Load::Acct),
+            BenchCommand::Echo { listen, threads } => {
+                return Ok(pinradius::bench::echo(*listen, *threads)?);
+            }
+            BenchCommand::Seed { .. } => {}
+        }
+    }
     let config = Config::load(&cli.config)?;
     match cli.command {
         Command::CheckConfig => {
@@ -58,6 +69,22 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Serve => serve(config),
+        Command::Bench(BenchCommand::Seed {
+            tokens,
+            prefix,
+            business_id,
+            minutes,
+        }) => {
+            let store = Store::open(&config.database)?;
+            let started = std::time::Instant::now();
+            let n = store.seed_tokens(&prefix, tokens, business_id, minutes, chrono::Utc::now())?;
+            println!(
+                "seeded {n} token(s) ({prefix}0000000..) in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Command::Bench(_) => unreachable!("handled before the config is read"),
         Command::Lockout(cmd) => {
             let store = Store::open(&config.database)?;
             let now = chrono::Utc::now();
@@ -233,6 +260,54 @@ fn customer_command(
         }
         CustomerCommand::PinReminder { ids, json } => people::pin_reminder(store, &ids, json)?,
     })
+}
+
+fn bench(a: &pinradius::cli::BenchArgs, load: pinradius::bench::Load) -> Result<()> {
+    let codes = match &a.codes {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --codes {}", path.display()))?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect(),
+        None => (0..a.tokens)
+            .map(|n| pinradius::bench::seeded_code(&a.prefix, n))
+            .collect::<Vec<_>>(),
+    };
+    anyhow::ensure!(!codes.is_empty(), "--codes: the file has no codes");
+    anyhow::ensure!(
+        a.duration > 0.0 && a.duration.is_finite(),
+        "--duration: {} is not a positive number of seconds",
+        a.duration
+    );
+    let options = pinradius::bench::BenchOptions {
+        target: a.target,
+        secret: a.secret.clone(),
+        load,
+        codes,
+        devices: a.devices.max(1),
+        window: a.window.max(1),
+        sockets: a.sockets.max(1),
+        duration: std::time::Duration::from_secs_f64(a.duration),
+        no_verify: a.no_verify,
+        timeout: std::time::Duration::from_secs(1),
+    };
+    let report = pinradius::bench::run(&options)?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "requests_per_second": report.per_second(), "sent": report.sent, "accepts": report.accepts,
+                "rejects": report.rejects, "bad": report.bad, "lost": report.lost,
+                "p50_us": report.p50_us, "p99_us": report.p99_us, "p999_us": report.p999_us,
+                "seconds": report.elapsed.as_secs_f64(),
+            })
+        );
+    } else {
+        println!("{report}");
+    }
+    Ok(())
 }
 
 fn create_input(a: CreateArgs) -> tokens::TokenInput {

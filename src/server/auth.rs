@@ -14,19 +14,25 @@ use std::time::Instant;
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 
+/// What the receive loop does with a datagram.
+pub(super) enum Triage {
+    /// Not for us, or not valid: no answer.
+    Drop,
+    /// Answered without a worker: Status-Server, or a retransmit's cached answer.
+    Reply(Vec<u8>),
+    /// A new, authentic Access-Request for a worker (recorded in flight under `key`).
+    Work {
+        settings: Arc<Settings>,
+        client: Arc<Client>,
+        key: RequestKey,
+    },
+}
+
 /// First look at a datagram, on the receive loop: everything that needs no I/O.
-/// Valid, authentic, new Access-Requests are handed to a blocking worker.
-pub(super) fn on_datagram(
-    ctx: &Arc<Context>,
-    socket: &Arc<UdpSocket>,
-    permits: &Arc<Semaphore>,
-    datagram: &[u8],
-    source: SocketAddr,
-    now: Instant,
-) {
+pub(super) fn triage(ctx: &Context, datagram: &[u8], source: SocketAddr, now: Instant) -> Triage {
     let settings = ctx.settings();
     let Some((client, packet)) = ctx.admit(&settings, datagram, source, "auth") else {
-        return;
+        return Triage::Drop;
     };
     let secret = client.secret.as_bytes();
     match packet.code() {
@@ -42,17 +48,12 @@ pub(super) fn on_datagram(
                         client.name
                     ),
                 );
-                return;
+                return Triage::Drop;
             }
             let mut b =
                 PacketBuilder::with_message_authenticator(Code::AccessAccept, packet.identifier());
             let _ = b.add(attr::REPLY_MESSAGE, b"pinradius up");
-            send(
-                socket,
-                b.finish_response(packet.authenticator(), secret),
-                source,
-            );
-            return;
+            return Triage::Reply(b.finish_response(packet.authenticator(), secret));
         }
         other => {
             ctx.log_drop(
@@ -64,7 +65,7 @@ pub(super) fn on_datagram(
                     other.string()
                 ),
             );
-            return;
+            return Triage::Drop;
         }
     }
     match protocol::verify_message_authenticator(&packet, secret, None) {
@@ -78,7 +79,7 @@ pub(super) fn on_datagram(
                     client.name
                 ),
             );
-            return;
+            return Triage::Drop;
         }
         None if client.require_message_authenticator => {
             ctx.log_drop(
@@ -89,36 +90,54 @@ pub(super) fn on_datagram(
                     client.name
                 ),
             );
-            return;
+            return Triage::Drop;
         }
         None => {}
     }
-
     let key = RequestKey {
         source,
         identifier: packet.identifier(),
         authenticator: *packet.authenticator(),
     };
     match ctx.cache.begin(key, now) {
-        Seen::New => {}
-        Seen::InFlight => return,
+        Seen::New => Triage::Work {
+            settings,
+            client,
+            key,
+        },
+        Seen::InFlight => Triage::Drop,
         Seen::Answered(bytes) => {
             tracing::debug!(%source, client = %client.name, "retransmit: replaying cached answer");
-            send(socket, bytes.to_vec(), source);
-            return;
+            Triage::Reply(bytes.to_vec())
         }
     }
+}
+
+/// The receive loop's handling of one datagram: triage inline, then a blocking worker
+/// for the store and the policy.
+pub(super) fn on_datagram(
+    ctx: &Arc<Context>,
+    socket: &Arc<UdpSocket>,
+    permits: &Arc<Semaphore>,
+    datagram: &[u8],
+    source: SocketAddr,
+    now: Instant,
+) {
+    let (settings, client, key) = match triage(ctx, datagram, source, now) {
+        Triage::Drop => return,
+        Triage::Reply(bytes) => return send(socket, bytes, source),
+        Triage::Work {
+            settings,
+            client,
+            key,
+        } => (settings, client, key),
+    };
     let Ok(permit) = permits.clone().try_acquire_owned() else {
         ctx.cache.abandon(key);
         ctx.log_drop("overload", source, &"too many requests in flight");
         return;
     };
-    let (ctx, socket, client, request) = (
-        ctx.clone(),
-        socket.clone(),
-        client.clone(),
-        datagram.to_vec(),
-    );
+    let (ctx, socket, request) = (ctx.clone(), socket.clone(), datagram.to_vec());
     tokio::spawn(async move {
         let worker_ctx = ctx.clone();
         let answer = tokio::task::spawn_blocking(move || {
@@ -141,6 +160,32 @@ pub(super) fn on_datagram(
         }
         drop(permit);
     });
+}
+
+/// The whole auth path for one datagram, synchronously: what the receive loop and a
+/// worker do together, without sockets. For the fuzzers and their corpus replay.
+pub fn process_auth_datagram(
+    ctx: &Context,
+    datagram: &[u8],
+    source: SocketAddr,
+    now: Instant,
+) -> Option<Vec<u8>> {
+    match triage(ctx, datagram, source, now) {
+        Triage::Drop => None,
+        Triage::Reply(bytes) => Some(bytes),
+        Triage::Work {
+            settings,
+            client,
+            key,
+        } => {
+            let answer = answer_access_request(ctx, &settings, &client, datagram);
+            match &answer {
+                Some(bytes) => ctx.cache.complete(key, Arc::from(bytes.as_slice())),
+                None => ctx.cache.abandon(key),
+            }
+            answer
+        }
+    }
 }
 
 fn send(socket: &Arc<UdpSocket>, bytes: Vec<u8>, to: SocketAddr) {

@@ -73,6 +73,9 @@ pub struct Store {
     path: PathBuf,
     /// Idle connections; a call pops one (or opens one) and pushes it back.
     idle: Mutex<Vec<Connection>>,
+    /// For an in-memory database: a connection held open for the store's life (the
+    /// database vanishes with its last connection).
+    keepalive: Option<Mutex<Connection>>,
 }
 
 impl Store {
@@ -82,6 +85,7 @@ impl Store {
         let store = Store {
             path: path.to_path_buf(),
             idle: Mutex::new(Vec::new()),
+            keepalive: None,
         };
         let mut conn = store.connect()?;
         schema::migrate(&mut conn).map_err(|e| StoreError::Migration {
@@ -96,12 +100,38 @@ impl Store {
         Ok(store)
     }
 
+    /// A private in-memory database (shared between this store's connections only):
+    /// for the fuzzers, which must not touch the disk.
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let uri = format!(
+            "file:pinradius-memory-{}-{n}?mode=memory&cache=shared",
+            std::process::id()
+        );
+        let mut store = Store {
+            path: PathBuf::from(uri),
+            idle: Mutex::new(Vec::new()),
+            keepalive: None,
+        };
+        let mut conn = store.connect()?;
+        schema::migrate(&mut conn).map_err(|e| StoreError::Migration {
+            path: store.path.clone(),
+            message: e.to_string(),
+        })?;
+        store.keepalive = Some(Mutex::new(conn));
+        Ok(store)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     pub(crate) fn connect(&self) -> Result<Connection, StoreError> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
         let conn = Connection::open_with_flags(&self.path, flags).map_err(|e| self.sql(e))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| self.sql(e))?;
         // WAL: concurrent readers with one writer across processes. synchronous=FULL:

@@ -195,6 +195,37 @@ impl Store {
         Ok(self.create_tokens(std::slice::from_ref(token), now)?[0])
     }
 
+    /// Inserts `count` tokens named `prefix` + 7 digits, for benchmarks: one
+    /// transaction, one prepared statement. Returns how many were inserted.
+    pub fn seed_tokens(
+        &self,
+        prefix: &str,
+        count: u64,
+        business_id: i64,
+        minutes: u32,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.sql(e))?;
+            let mut inserted = 0;
+            {
+                let mut stmt = tx
+                    .prepare(
+                        "INSERT OR IGNORE INTO access_tokens (business_id, access_code, minutes_included, description, created_at) \
+                         VALUES (?1, ?2, ?3, 'bench', ?4)",
+                    )
+                    .map_err(|e| self.sql(e))?;
+                for n in 0..count {
+                    inserted += stmt
+                        .execute(params![business_id, crate::bench::seeded_code(prefix, n), minutes, ms(now)])
+                        .map_err(|e| self.sql(e))? as u64;
+                }
+            }
+            tx.commit().map_err(|e| self.sql(e))?;
+            Ok(inserted)
+        })
+    }
+
     /// Tokens with this code: one per business at most; `business_id` narrows it.
     pub fn tokens_by_code(
         &self,
