@@ -24,7 +24,7 @@ cargo build --release --quiet
 BIN=$PWD/target/release/pinradius
 WORK=$(mktemp -d /tmp/pinradius-bench.XXXXXX)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"; }
 trap cleanup EXIT
 
 P_PORT=18120; F_PORT=18121; S_PORT=18122; E_PORT=18123
@@ -50,7 +50,7 @@ TOML
 # --- FreeRADIUS: a private copy of the packaged config, trimmed to PAP on one port.
 make_raddb() { # $1 dir, $2 port, $3 authorize section
   cp -r /etc/freeradius/3.0 "$1"
-  rm -f "$1"/sites-enabled/*
+  rm -f "$1"/sites-enabled/* "$1"/mods-enabled/eap
   sed -i -e 's/^\s*user = .*/#&/' -e 's/^\s*group = .*/#&/' \
          -e "s|^\s*run_dir = .*|run_dir = $1|" -e "s|^\s*logdir = .*|logdir = $1|" \
          -e 's/^\(\s*\)max_servers = .*/\1max_servers = 64/' -e 's/^\(\s*\)start_servers = .*/\1start_servers = 32/' \
@@ -115,24 +115,24 @@ start freeradius -f -d "$WORK/raddb-sql" -l stdout
 start "$BIN" bench echo --listen "127.0.0.1:$E_PORT" --threads 2
 sleep 3
 
-load() { # $1 port, extra args...
-  local port=$1; shift
+load() { # $1 port, $2 seconds, extra args...
+  local port=$1 seconds=$2; shift 2
   "$BIN" bench auth --target "127.0.0.1:$port" --secret "$SECRET" --tokens "$TOKENS" --devices "$DEVICES" \
-    --window "$WINDOW" --sockets "$SOCKETS" --duration "$DURATION" --json "$@"
+    --window "$WINDOW" --sockets "$SOCKETS" --duration "$seconds" --json "$@"
 }
 # Warm up every server (device bindings, caches, thread pools) before measuring.
-for port in $P_PORT $F_PORT $S_PORT; do load "$port" --duration 2 >/dev/null; done
+for port in $P_PORT $F_PORT $S_PORT; do load "$port" 2 >/dev/null; done
 
 declare -A RESULTS
 for ((r = 1; r <= ROUNDS; r++)); do
   for name in pinradius fr-files fr-sql echo; do
     case $name in
-      pinradius) out=$(load $P_PORT) ;;
-      fr-files) out=$(load $F_PORT) ;;
-      fr-sql) out=$(load $S_PORT) ;;
-      echo) out=$(load $E_PORT --no-verify) ;;
+      pinradius) out=$(load $P_PORT "$DURATION") ;;
+      fr-files) out=$(load $F_PORT "$DURATION") ;;
+      fr-sql) out=$(load $S_PORT "$DURATION") ;;
+      echo) out=$(load $E_PORT "$DURATION" --no-verify) ;;
     esac
-    rps=$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(f"{d[\"requests_per_second\"]:.0f} {d[\"accepts\"]} {d[\"rejects\"]} {d[\"lost\"]} {d[\"bad\"]} {d[\"p50_us\"]} {d[\"p99_us\"]}")' "$out")
+    rps=$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(" ".join(str(round(d[k])) for k in ("requests_per_second","accepts","rejects","lost","bad","p50_us","p99_us")))' "$out")
     echo "round $r $name: requests/s accepts rejects lost bad p50_us p99_us = $rps"
     RESULTS[$name]+="${rps%% *} "
   done
