@@ -11,8 +11,6 @@ use chrono::{DateTime, SubsecRound, Utc};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::net::UdpSocket;
-use tokio::sync::Semaphore;
 
 /// What the receive loop does with a datagram.
 pub(super) enum Triage {
@@ -113,53 +111,37 @@ pub(super) fn triage(ctx: &Context, datagram: &[u8], source: SocketAddr, now: In
     }
 }
 
-/// The receive loop's handling of one datagram: triage inline, then a blocking worker
-/// for the store and the policy.
-pub(super) fn on_datagram(
-    ctx: &Arc<Context>,
-    socket: &Arc<UdpSocket>,
-    permits: &Arc<Semaphore>,
-    datagram: &[u8],
-    source: SocketAddr,
-    now: Instant,
+/// One auth thread: receive a datagram, answer it, send the answer; until `halt`.
+/// Errors are logged and the loop goes on: it never dies on a packet.
+pub(super) fn serve_blocking(
+    ctx: &Context,
+    socket: &std::net::UdpSocket,
+    halt: &std::sync::atomic::AtomicBool,
 ) {
-    let (settings, client, key) = match triage(ctx, datagram, source, now) {
-        Triage::Drop => return,
-        Triage::Reply(bytes) => return send(socket, bytes, source),
-        Triage::Work {
-            settings,
-            client,
-            key,
-        } => (settings, client, key),
-    };
-    let Ok(permit) = permits.clone().try_acquire_owned() else {
-        ctx.cache.abandon(key);
-        ctx.log_drop("overload", source, &"too many requests in flight");
-        return;
-    };
-    let (ctx, socket, request) = (ctx.clone(), socket.clone(), datagram.to_vec());
-    tokio::spawn(async move {
-        let worker_ctx = ctx.clone();
-        let answer = tokio::task::spawn_blocking(move || {
-            answer_access_request(&worker_ctx, &settings, &client, &request)
-        })
-        .await;
-        match answer {
-            Ok(Some(bytes)) => {
-                let bytes: Arc<[u8]> = Arc::from(bytes);
-                ctx.cache.complete(key, bytes.clone());
-                if let Err(e) = socket.send_to(&bytes, source).await {
-                    tracing::debug!(%source, error = %e, "send_to failed");
-                }
+    let mut buf = vec![0u8; protocol::MAX_PACKET_LEN];
+    while !halt.load(std::sync::atomic::Ordering::Relaxed) {
+        let (len, source) = match socket.recv_from(&mut buf) {
+            Ok(v) => v,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
             }
-            Ok(None) => ctx.cache.abandon(key),
             Err(e) => {
-                ctx.cache.abandon(key);
-                tracing::error!(%source, error = %e, "request worker failed");
+                // E.g. ECONNREFUSED from an ICMP error for an earlier reply.
+                tracing::debug!(error = %e, "recv_from failed; continuing");
+                continue;
             }
+        };
+        if let Some(answer) = process_auth_datagram(ctx, &buf[..len], source, Instant::now())
+            && let Err(e) = socket.send_to(&answer, source)
+        {
+            tracing::debug!(%source, error = %e, "send_to failed");
         }
-        drop(permit);
-    });
+    }
 }
 
 /// The whole auth path for one datagram, synchronously: what the receive loop and a
@@ -185,13 +167,6 @@ pub fn process_auth_datagram(
             }
             answer
         }
-    }
-}
-
-fn send(socket: &Arc<UdpSocket>, bytes: Vec<u8>, to: SocketAddr) {
-    if let Err(e) = socket.try_send_to(&bytes, to) {
-        // The socket buffer is full or the peer is gone; the NAS will retransmit.
-        tracing::debug!(%to, error = %e, "try_send_to failed");
     }
 }
 
@@ -288,7 +263,7 @@ fn answer_access_request(
     let mut b;
     match &outcome {
         Outcome::Accept { token, grant } => {
-            tracing::info!(client = %client.name, code = %masked, station, token = token.id,
+            tracing::debug!(client = %client.name, code = %masked, station, token = token.id,
                 session_timeout = grant.session_timeout, limited_by = %grant.limited_by, "accept");
             b = PacketBuilder::with_message_authenticator(Code::AccessAccept, packet.identifier());
             encode_accept(&mut b, &settings.reply, client, token, grant).ok()?;

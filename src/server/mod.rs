@@ -33,8 +33,11 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{Semaphore, watch};
 
-/// Requests processed at once; beyond this, new requests are dropped (the NAS
-/// retransmits) instead of queueing without bound.
+/// Auth threads per core: more than one, so a thread waiting on a store write (device
+/// binding, check-in) does not leave a core idle.
+const AUTH_THREADS_PER_CORE: usize = 2;
+/// Accounting requests processed at once; beyond this, new requests are dropped (the
+/// NAS retransmits) instead of queueing without bound.
 const MAX_IN_FLIGHT: usize = 1024;
 /// Retransmit cache entries kept at most.
 const RETRANSMIT_CAPACITY: usize = 65_536;
@@ -198,7 +201,8 @@ impl Context {
 /// A bound server, ready to run.
 pub struct Server {
     context: Arc<Context>,
-    auth: Arc<UdpSocket>,
+    /// The auth socket, shared by the auth threads (blocking I/O, see `run`).
+    auth: Arc<std::net::UdpSocket>,
     acct: Arc<UdpSocket>,
     /// The accounting writer thread (group commit).
     ledger: LedgerWriter,
@@ -212,7 +216,9 @@ impl Server {
         store: Arc<Store>,
         clock: Arc<dyn Clock>,
     ) -> std::io::Result<Server> {
-        let auth = UdpSocket::bind(config.auth_listen).await?;
+        let auth = std::net::UdpSocket::bind(config.auth_listen)?;
+        // Auth threads wake up this often to notice shutdown.
+        auth.set_read_timeout(Some(Duration::from_millis(100)))?;
         let acct = UdpSocket::bind(config.acct_listen).await?;
         let ledger = LedgerWriter::start(&store).map_err(std::io::Error::other)?;
         let context = Context::new(config, store, clock).map_err(std::io::Error::other)?;
@@ -236,7 +242,14 @@ impl Server {
         &self.context
     }
 
-    /// Serves until `shutdown` completes, then waits (briefly) for requests in flight.
+    /// Serves until `shutdown` completes, then lets requests in flight finish.
+    ///
+    /// Access-Requests are served by a few OS threads sharing the auth socket, each
+    /// doing receive, triage, decide (store calls included: these threads are not
+    /// async workers) and send for one datagram at a time. No task is spawned per
+    /// request; concurrency is the thread count, and the socket buffer queues the rest
+    /// (the NAS retransmits what the kernel drops). Accounting (which waits for the
+    /// ledger writer) and the reaper run on the tokio runtime.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         let (stop, stopped) = watch::channel(false);
@@ -252,39 +265,40 @@ impl Server {
             self.context.reap_interval,
             stopped,
         ));
-        tokio::pin!(shutdown);
-        let mut buf = vec![0u8; crate::protocol::MAX_PACKET_LEN];
-        loop {
-            let (len, source) = tokio::select! {
-                _ = &mut shutdown => break,
-                r = self.auth.recv_from(&mut buf) => match r {
-                    Ok(v) => v,
-                    Err(e) => {
-                        // E.g. ECONNREFUSED from an ICMP error for an earlier reply.
-                        tracing::debug!(error = %e, "recv_from failed; continuing");
-                        continue;
-                    }
-                },
-            };
-            auth::on_datagram(
-                &self.context,
-                &self.auth,
-                &permits,
-                &buf[..len],
-                source,
-                Instant::now(),
+        let halt = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads =
+            std::thread::available_parallelism().map_or(2, |n| n.get()) * AUTH_THREADS_PER_CORE;
+        let mut auth_threads = Vec::with_capacity(threads);
+        for n in 0..threads {
+            let (ctx, socket, halt) = (self.context.clone(), self.auth.clone(), halt.clone());
+            auth_threads.push(
+                std::thread::Builder::new()
+                    .name(format!("pinradius-auth-{n}"))
+                    .spawn(move || auth::serve_blocking(&ctx, &socket, &halt))?,
             );
         }
-        tracing::info!("shutting down: waiting for requests in flight");
+        shutdown.await;
+        tracing::info!("shutting down: finishing requests in flight");
+        halt.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = stop.send(true);
         let _ = acct.await;
         let _ = reaper.await;
+        let joined = tokio::task::spawn_blocking(move || {
+            for t in auth_threads {
+                let _ = t.join();
+            }
+        });
+        if tokio::time::timeout(DRAIN_TIMEOUT, joined).await.is_err() {
+            tracing::warn!("auth threads still busy after {DRAIN_TIMEOUT:?}; stopping anyway");
+        }
         let all = u32::try_from(MAX_IN_FLIGHT).unwrap_or(u32::MAX);
         if tokio::time::timeout(DRAIN_TIMEOUT, permits.acquire_many(all))
             .await
             .is_err()
         {
-            tracing::warn!("requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway");
+            tracing::warn!(
+                "accounting requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway"
+            );
         }
         Ok(())
     }

@@ -7,6 +7,7 @@
 //! read (device binding, code uniqueness) take the write lock up front
 //! (`BEGIN IMMEDIATE`) so two processes cannot both pass the check.
 
+mod cache;
 mod ledger;
 mod lockouts;
 mod people;
@@ -75,28 +76,27 @@ pub struct Store {
     idle: Mutex<Vec<Connection>>,
     /// For an in-memory database: a connection held open for the store's life (the
     /// database vanishes with its last connection).
-    keepalive: Option<Mutex<Connection>>,
+    _keepalive: Option<Mutex<Connection>>,
+    /// Login facts served from memory while the database is unchanged.
+    facts_cache: cache::FactsCache,
 }
 
 impl Store {
     /// Opens (creating if needed, mode 0600) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         create_private_file(path)?;
-        let store = Store {
-            path: path.to_path_buf(),
-            idle: Mutex::new(Vec::new()),
-            keepalive: None,
-        };
-        let mut conn = store.connect()?;
+        // Migrate first: the cache's probe connection must see the final schema.
+        let mut conn = connect(path)?;
         schema::migrate(&mut conn).map_err(|e| StoreError::Migration {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        store
-            .idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(conn);
+        let store = Store {
+            path: path.to_path_buf(),
+            idle: Mutex::new(vec![conn]),
+            _keepalive: None,
+            facts_cache: cache::FactsCache::new(connect(path)?),
+        };
         Ok(store)
     }
 
@@ -110,18 +110,19 @@ impl Store {
             "file:pinradius-memory-{}-{n}?mode=memory&cache=shared",
             std::process::id()
         );
-        let mut store = Store {
-            path: PathBuf::from(uri),
-            idle: Mutex::new(Vec::new()),
-            keepalive: None,
-        };
-        let mut conn = store.connect()?;
+        let path = PathBuf::from(uri);
+        let mut conn = connect(&path)?;
         schema::migrate(&mut conn).map_err(|e| StoreError::Migration {
-            path: store.path.clone(),
+            path: path.clone(),
             message: e.to_string(),
         })?;
-        store.keepalive = Some(Mutex::new(conn));
-        Ok(store)
+        let probe = connect(&path)?;
+        Ok(Store {
+            path,
+            idle: Mutex::new(Vec::new()),
+            _keepalive: Some(Mutex::new(conn)),
+            facts_cache: cache::FactsCache::new(probe),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -129,18 +130,7 @@ impl Store {
     }
 
     pub(crate) fn connect(&self) -> Result<Connection, StoreError> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI;
-        let conn = Connection::open_with_flags(&self.path, flags).map_err(|e| self.sql(e))?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| self.sql(e))?;
-        // WAL: concurrent readers with one writer across processes. synchronous=FULL:
-        // a commit is on disk before it returns, as an acknowledged write must be.
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
-        )
-        .map_err(|e| self.sql(e))?;
-        Ok(conn)
+        connect(&self.path)
     }
 
     /// Runs `f` with a pooled connection.
@@ -167,6 +157,24 @@ impl Store {
             source,
         }
     }
+}
+
+/// Opens a connection with the pragmas every connection uses.
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let sql = |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(sql)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+    // WAL: concurrent readers with one writer across processes. synchronous=FULL:
+    // a commit is on disk before it returns, as an acknowledged write must be.
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+        .map_err(sql)?;
+    Ok(conn)
 }
 
 /// Stored times are INTEGER milliseconds since the Unix epoch, UTC.

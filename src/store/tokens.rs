@@ -270,9 +270,13 @@ impl Store {
         })
     }
 
-    /// Everything a login decision needs, read in one snapshot: the token with this
-    /// code in the client's business and its usage. `device` is excluded from the
-    /// count of open sessions (a device re-logging in does not compete with itself).
+    /// Everything a login decision needs: the token with this code in the client's
+    /// business, its owner and its usage. `device` is excluded from the count of open
+    /// sessions (a device re-logging in does not compete with itself).
+    ///
+    /// Served from memory while the database is unchanged (SQLite's `data_version`,
+    /// which moves with every commit of any other connection or process: an admin's
+    /// `token revoke` is seen by the very next request).
     pub fn login_facts(
         &self,
         business_id: i64,
@@ -281,13 +285,26 @@ impl Store {
         now: DateTime<Utc>,
         stale_before: DateTime<Utc>,
     ) -> Result<Option<(AccessToken, TokenOwner, TokenUsage)>, StoreError> {
-        let sql = format!(
-            "SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE business_id = ?1 AND access_code = ?2"
-        );
-        self.facts(&sql, params![business_id, code], device, now, stale_before)
+        let version = self.facts_cache.version(self)?;
+        let facts = match self.facts_cache.get(version, business_id, code) {
+            Some(hit) => hit,
+            None => {
+                let sql = format!(
+                    "SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE business_id = ?1 AND access_code = ?2"
+                );
+                let read = self
+                    .facts(&sql, params![business_id, code])?
+                    .map(std::sync::Arc::new);
+                self.facts_cache
+                    .put(version, business_id, code, read.clone());
+                read
+            }
+        };
+        Ok(facts.map(|f| (f.0.clone(), f.1, f.2.at(device, now, stale_before))))
     }
 
-    /// The same by token id (the reaper's check of open sessions).
+    /// The same by token id, read from the database (the reaper's check of open
+    /// sessions).
     pub fn token_facts(
         &self,
         token_id: i64,
@@ -296,18 +313,13 @@ impl Store {
         stale_before: DateTime<Utc>,
     ) -> Result<Option<(AccessToken, TokenOwner, TokenUsage)>, StoreError> {
         let sql = format!("SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE id = ?1");
-        self.facts(&sql, params![token_id], device, now, stale_before)
+        Ok(self
+            .facts(&sql, params![token_id])?
+            .map(|(t, o, u)| (t, o, u.at(device, now, stale_before))))
     }
 
-    /// The token selected by `sql`, its owner and usage, in one read transaction.
-    fn facts(
-        &self,
-        sql: &str,
-        key: &[&dyn rusqlite::ToSql],
-        device: Option<Mac>,
-        now: DateTime<Utc>,
-        stale_before: DateTime<Utc>,
-    ) -> Result<Option<(AccessToken, TokenOwner, TokenUsage)>, StoreError> {
+    /// The token selected by `sql`, its owner and raw usage, in one read transaction.
+    fn facts(&self, sql: &str, key: &[&dyn rusqlite::ToSql]) -> Result<Option<Facts>, StoreError> {
         self.with_conn(|conn| {
             let tx = conn.transaction().map_err(|e| self.sql(e))?;
             let row = tx
@@ -317,7 +329,7 @@ impl Store {
             let Some(row) = row else { return Ok(None) };
             let token = row.into_token()?;
             let owner = owner_of(&tx, &token).map_err(|e| self.sql(e))?;
-            let usage = usage(&tx, token.id, device, now, stale_before).map_err(|e| self.sql(e))?;
+            let usage = raw_usage(&tx, token.id).map_err(|e| self.sql(e))?;
             Ok(Some((token, owner, usage)))
         })
     }
@@ -481,6 +493,44 @@ fn usage(
     now: DateTime<Utc>,
     stale_before: DateTime<Utc>,
 ) -> rusqlite::Result<TokenUsage> {
+    Ok(raw_usage(conn, token_id)?.at(device, now, stale_before))
+}
+
+/// What the store holds about a token's use, independent of `now` and of the device
+/// asking, so it can be cached until the database changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct RawUsage {
+    bound_devices: Vec<Mac>,
+    used_seconds: u64,
+    /// Open sessions: their device and last update (ms).
+    open: Vec<(Option<Mac>, i64)>,
+}
+
+impl RawUsage {
+    /// The usage as a login from `device` at `now` sees it.
+    pub(super) fn at(
+        &self,
+        device: Option<Mac>,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> TokenUsage {
+        let (now, stale_before) = (ms(now), ms(stale_before));
+        let elsewhere = self.open.iter().filter(|(mac, updated)| {
+            *updated >= stale_before && (mac.is_none() || device.is_none() || *mac != device)
+        });
+        let (count, live_ms) = elsewhere.fold((0u32, 0i64), |(n, live), (_, updated)| {
+            (n + 1, live + (now - updated).max(0))
+        });
+        TokenUsage {
+            bound_devices: self.bound_devices.clone(),
+            used_seconds: self.used_seconds,
+            open_sessions_elsewhere: count,
+            live_seconds_elsewhere: u64::try_from(live_ms).unwrap_or(0).div_ceil(1000),
+        }
+    }
+}
+
+fn raw_usage(conn: &Connection, token_id: i64) -> rusqlite::Result<RawUsage> {
     let bound_devices = conn
         .prepare_cached(
             "SELECT mac FROM device_bindings WHERE token_id = ?1 ORDER BY bound_at, mac",
@@ -491,19 +541,24 @@ fn usage(
     let used_seconds: i64 = conn
         .prepare_cached("SELECT COALESCE(SUM(session_time), 0) FROM sessions WHERE token_id = ?1")?
         .query_row(params![token_id], |r| r.get(0))?;
-    let (open, live_ms): (i64, i64) = conn
+    let open = conn
         .prepare_cached(
-            "SELECT count(*), COALESCE(SUM(max(0, ?3 - updated_at)), 0) FROM sessions \
-             WHERE token_id = ?1 AND stopped_at IS NULL AND updated_at >= ?4 AND (mac IS NULL OR ?2 IS NULL OR mac <> ?2)",
+            "SELECT mac, updated_at FROM sessions WHERE token_id = ?1 AND stopped_at IS NULL",
         )?
-        .query_row(params![token_id, device.map(|d| d.to_string()), ms(now), ms(stale_before)], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(TokenUsage {
+        .query_map(params![token_id], |r| {
+            let mac: Option<String> = r.get(0)?;
+            Ok((mac.and_then(|m| m.parse::<Mac>().ok()), r.get::<_, i64>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(RawUsage {
         bound_devices,
         used_seconds: u64::try_from(used_seconds).unwrap_or(0),
-        open_sessions_elsewhere: u32::try_from(open).unwrap_or(u32::MAX),
-        live_seconds_elsewhere: u64::try_from(live_ms).unwrap_or(0).div_ceil(1000),
+        open,
     })
 }
+
+/// A token with its owner and raw usage: what the facts cache keeps.
+pub(super) type Facts = (AccessToken, TokenOwner, RawUsage);
 
 #[cfg(test)]
 mod tests {
@@ -605,5 +660,36 @@ mod tests {
             s.bind_device(id, first, Some(3), now()).unwrap(),
             BindOutcome::AlreadyBound
         );
+    }
+
+    #[test]
+    fn cached_login_facts_see_every_commit_at_once() {
+        let (dir, server) = store();
+        let admin = Store::open(&dir.path().join("t.db")).unwrap(); // as the CLI would
+        let id = server.create_token(&new("12345"), now()).unwrap();
+        let facts = |s: &Store| s.login_facts(1, "12345", None, now(), now()).unwrap();
+        assert!(facts(&server).unwrap().0.revoked_at.is_none());
+        assert!(facts(&server).is_some(), "served from the cache");
+        // A commit on another connection (another process) is seen by the next read.
+        admin.revoke_token(id, now()).unwrap();
+        assert!(facts(&server).unwrap().0.revoked_at.is_some());
+        // Unknown codes are cached as unknown until a token with that code appears.
+        assert!(
+            server
+                .login_facts(1, "99999", None, now(), now())
+                .unwrap()
+                .is_none()
+        );
+        admin.create_token(&new("99999"), now()).unwrap();
+        assert!(
+            server
+                .login_facts(1, "99999", None, now(), now())
+                .unwrap()
+                .is_some()
+        );
+        // The server's own writes (other pooled connections) count too.
+        let mac: Mac = "02:00:00:00:00:01".parse().unwrap();
+        server.bind_device(id, mac, None, now()).unwrap();
+        assert_eq!(facts(&server).unwrap().2.bound_devices, vec![mac]);
     }
 }
