@@ -506,3 +506,54 @@ fn lockouts_survive_a_restart_and_attacks_are_logged_once_a_minute() {
             .contains("no lockout for device")
     );
 }
+
+#[test]
+fn the_load_generator_counts_verified_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let seeded = stdout(&cli(&config, &["bench", "seed", "--tokens", "50"]));
+    assert!(seeded.starts_with("seeded 50 token(s)"), "{seeded}");
+    let server = serve(&config);
+    let run = |load: &str, target: std::net::SocketAddr, secret: &str| -> serde_json::Value {
+        let out = cli(
+            &config,
+            &[
+                "bench",
+                load,
+                "--target",
+                &target.to_string(),
+                "--secret",
+                secret,
+                "--tokens",
+                "50",
+                "--devices",
+                "50",
+                "--window",
+                "16",
+                "--duration",
+                "1",
+                "--json",
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str(&stdout(&out)).unwrap()
+    };
+    let auth = run("auth", server.auth, common::SECRET);
+    assert!(auth["accepts"].as_u64().unwrap() > 100, "{auth}");
+    assert_eq!(
+        (
+            auth["rejects"].as_u64(),
+            auth["bad"].as_u64(),
+            auth["lost"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{auth}"
+    );
+    let acct = run("acct", server.acct, common::SECRET);
+    assert!(acct["accepts"].as_u64().unwrap() > 10, "{acct}");
+    assert_eq!(acct["bad"].as_u64(), Some(0), "{acct}");
+    // With the wrong secret nothing is answered (the server drops forged requests).
+    let forged = run("auth", server.auth, "not-the-secret");
+    assert_eq!(forged["accepts"].as_u64(), Some(0), "{forged}");
+    assert!(forged["lost"].as_u64().unwrap() > 0, "{forged}");
+}
