@@ -39,6 +39,9 @@ pub struct BenchOptions {
     pub no_verify: bool,
     /// An unanswered request is counted lost after this long.
     pub timeout: Duration,
+    /// Requests per second to send in total (open loop, paced), instead of as fast
+    /// as the window allows: for latency at a given load.
+    pub rate: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -176,12 +179,17 @@ impl Worker {
         deadline: Instant,
     ) -> (BenchReport, Vec<u32>) {
         let mut seq = first_seq;
+        let started = Instant::now();
+        let socket_rate = o.rate.map(|r| r / stride as f64);
         let mut buf = [0u8; 4096];
         let mut last_sweep = Instant::now();
         loop {
             let now = Instant::now();
             let sending = now < deadline;
-            while sending && self.in_flight < per_socket {
+            let paced_out = |sent: u64| {
+                socket_rate.is_some_and(|r| sent as f64 >= started.elapsed().as_secs_f64() * r)
+            };
+            while sending && self.in_flight < per_socket && !paced_out(self.report.sent) {
                 // The next free identifier.
                 while self.slots[usize::from(self.next_id)].is_some() {
                     self.next_id = self.next_id.wrapping_add(1);

@@ -101,6 +101,9 @@ pub struct BenchArgs {
     /// Count any answer (for the echo ceiling).
     #[arg(long)]
     pub no_verify: bool,
+    /// Send at this many requests/s (paced) instead of as fast as the window allows.
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -292,6 +292,7 @@ fn bench(a: &pinradius::cli::BenchArgs, load: pinradius::bench::Load) -> Result<
         duration: std::time::Duration::from_secs_f64(a.duration),
         no_verify: a.no_verify,
         timeout: std::time::Duration::from_secs(1),
+        rate: a.rate.filter(|r| *r > 0.0),
     };
     let report = pinradius::bench::run(&options)?;
     if a.json {
