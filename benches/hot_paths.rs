@@ -3,10 +3,11 @@
 //! bench/compare-freeradius.sh; these say where a request's time goes.)
 
 use chrono::{TimeZone, Utc};
-use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use pinradius::model::{AccessToken, TokenOwner, TokenUsage};
 use pinradius::policy::{self, LoginRules};
 use pinradius::protocol::{self, Code, PacketBuilder, attr};
+use std::hint::black_box;
 
 const SECRET: &[u8] = b"bench-shared-secret-0123456789";
 
