@@ -15,8 +15,18 @@ pub struct Cli {
     /// Config file (TOML).
     #[arg(long, global = true, default_value = "config/pinradius.toml")]
     pub config: PathBuf,
+    /// Log lines as human-readable text or one JSON object per line (for log
+    /// shippers). The level comes from RUST_LOG (default info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

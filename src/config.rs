@@ -133,6 +133,102 @@ pub struct RawConfig {
     pub accounting: AccountingSection,
     #[serde(default)]
     pub lockout: LockoutSection,
+    pub http: Option<HttpSection>,
+    #[serde(default)]
+    pub disconnect: DisconnectSection,
+}
+
+/// `[http]`: the token API, `/metrics` and `/api/openapi.json`. Off when absent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    pub listen: String,
+    #[serde(default, rename = "api_key")]
+    pub api_keys: Vec<ApiKeySection>,
+}
+
+/// `[[http.api_key]]`: a bearer token a platform presents, and what it may do.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySection {
+    pub name: String,
+    pub token: Secret,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// What an API key may do (the platform's role names, seed 003).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Create,
+    Read,
+    Delete,
+    /// "A full unrestricted administrator": every route.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Create, Role::Read, Role::Delete, Role::Admin];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Create => "AccessToken-Create",
+            Self::Read => "AccessToken-Read",
+            Self::Delete => "AccessToken-Delete",
+            Self::Admin => "Admin",
+        }
+    }
+}
+
+/// A validated API key.
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    pub name: String,
+    pub token: Secret,
+    pub roles: Vec<Role>,
+}
+
+impl ApiKey {
+    pub fn allows(&self, role: Role) -> bool {
+        self.roles.iter().any(|r| *r == role || *r == Role::Admin)
+    }
+}
+
+/// The validated `[http]` section.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    pub api_keys: Vec<ApiKey>,
+}
+
+/// `[disconnect]`: RFC 5176 Disconnect-Requests sent to a NAS when a session must end
+/// (token revoked or deleted, customer deactivated, PIN changed, time run out).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DisconnectSection {
+    pub enabled: bool,
+    /// Seconds to wait for the NAS's ACK/NAK before sending again.
+    pub timeout_seconds: i64,
+    /// Sends of one request, the first included, before giving up.
+    pub attempts: i64,
+}
+
+impl Default for DisconnectSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            timeout_seconds: 2,
+            attempts: 3,
+        }
+    }
+}
+
+/// Disconnect settings as the server uses them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DisconnectSettings {
+    pub enabled: bool,
+    pub timeout: std::time::Duration,
+    pub attempts: u32,
 }
 
 /// `[lockout]`: guessing protection (all durations in seconds).
@@ -272,6 +368,14 @@ pub struct ClientSection {
     /// Reply attributes for this client only; they override `[reply.attributes]`.
     #[serde(default)]
     pub reply_attributes: BTreeMap<String, AttributeValue>,
+    /// UDP port where the NAS takes Disconnect-Requests (RFC 5176; MikroTik:
+    /// `/radius incoming set accept=yes port=3799`).
+    #[serde(default = "default_coa_port")]
+    pub coa_port: i64,
+}
+
+fn default_coa_port() -> i64 {
+    3799
 }
 
 fn yes() -> bool {
@@ -290,6 +394,8 @@ pub struct Client {
     pub password_mode: PasswordMode,
     /// Attributes added to every Access-Accept for this client, already encoded.
     pub reply_attributes: Vec<EncodedAttribute>,
+    /// Where Disconnect-Requests go on the NAS.
+    pub coa_port: u16,
 }
 
 /// The validated configuration.
@@ -312,6 +418,9 @@ pub struct Config {
     pub reap_interval_seconds: u64,
     pub lockout: crate::policy::lockout::LockoutRules,
     pub client_alarm_per_minute: u32,
+    /// The HTTP API and metrics listener, when `[http]` is present.
+    pub http: Option<HttpConfig>,
+    pub disconnect: DisconnectSettings,
 }
 
 fn parse_listen(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -341,6 +450,81 @@ pub fn parse_client_address(key: &str, value: &str) -> Result<IpNet, ConfigError
         ));
     }
     Ok(net)
+}
+
+/// Shortest API token accepted: a bearer token is all an attacker on the network
+/// path needs to guess.
+const MIN_API_TOKEN: usize = 16;
+
+fn validate_http(h: &HttpSection) -> Result<HttpConfig, ConfigError> {
+    let listen = parse_listen("http.listen", &h.listen)?;
+    let mut api_keys: Vec<ApiKey> = Vec::with_capacity(h.api_keys.len());
+    for (i, k) in h.api_keys.iter().enumerate() {
+        let key = |f: &str| format!("http.api_key[{i}].{f}");
+        if k.name.trim().is_empty() {
+            return Err(invalid(key("name"), &k.name, "must not be empty"));
+        }
+        if api_keys.iter().any(|o| o.name == k.name) {
+            return Err(invalid(
+                key("name"),
+                &k.name,
+                "another [[http.api_key]] has this name",
+            ));
+        }
+        if k.token.len() < MIN_API_TOKEN {
+            return Err(invalid(
+                key("token"),
+                format!("<{} characters>", k.token.len()),
+                format!(
+                    "must be at least {MIN_API_TOKEN} characters (e.g. `openssl rand -hex 24`)"
+                ),
+            ));
+        }
+        if k.token
+            .0
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid(
+                key("token"),
+                "<hidden>",
+                "must not contain spaces or control characters",
+            ));
+        }
+        if api_keys.iter().any(|o| o.token == k.token) {
+            return Err(invalid(
+                key("token"),
+                "<hidden>",
+                "another [[http.api_key]] has the same token",
+            ));
+        }
+        let mut roles = Vec::new();
+        for r in &k.roles {
+            let role = Role::ALL
+                .into_iter()
+                .find(|x| x.name() == r)
+                .ok_or_else(|| {
+                    invalid(
+                        key("roles"),
+                        r,
+                        format!(
+                            "unknown role; known: {}",
+                            Role::ALL.map(Role::name).join(", ")
+                        ),
+                    )
+                })?;
+            roles.push(role);
+        }
+        if roles.is_empty() {
+            return Err(invalid(key("roles"), "[]", "give at least one role"));
+        }
+        api_keys.push(ApiKey {
+            name: k.name.clone(),
+            token: k.token.clone(),
+            roles,
+        });
+    }
+    Ok(HttpConfig { listen, api_keys })
 }
 
 fn positive_u32(key: &str, value: Option<i64>) -> Result<Option<u32>, ConfigError> {
@@ -495,6 +679,16 @@ impl Config {
                 require_message_authenticator: c.require_message_authenticator,
                 password_mode: c.password_mode,
                 reply_attributes: merged.into_values().collect(),
+                coa_port: u16::try_from(c.coa_port)
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| {
+                        invalid(
+                            key("coa_port"),
+                            c.coa_port,
+                            "must be a UDP port, 1 to 65535",
+                        )
+                    })?,
             });
         }
 
@@ -590,6 +784,19 @@ impl Config {
             100_000_000,
         )? as u32;
 
+        let http = raw.http.as_ref().map(validate_http).transpose()?;
+        let d = raw.disconnect;
+        let disconnect = DisconnectSettings {
+            enabled: d.enabled,
+            timeout: std::time::Duration::from_secs(bounded(
+                "disconnect.timeout_seconds",
+                d.timeout_seconds,
+                1,
+                60,
+            )? as u64),
+            attempts: bounded("disconnect.attempts", d.attempts, 1, 10)? as u32,
+        };
+
         Ok(Config {
             path: path.to_path_buf(),
             auth_listen,
@@ -605,6 +812,8 @@ impl Config {
             reap_interval_seconds,
             lockout,
             client_alarm_per_minute,
+            http,
+            disconnect,
         })
     }
 

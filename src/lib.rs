@@ -22,6 +22,8 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod fuzz;
+pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod protocol;

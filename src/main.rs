@@ -4,8 +4,8 @@
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use pinradius::cli::{
-    BenchCommand, Cli, Command, CreateArgs, CustomerCommand, LockoutCommand, SessionCommand,
-    TokenCommand, VisitorCommand,
+    BenchCommand, Cli, Command, CreateArgs, CustomerCommand, LockoutCommand, LogFormat,
+    SessionCommand, TokenCommand, VisitorCommand,
 };
 use pinradius::clock::SystemClock;
 use pinradius::commands::people::{self, CustomerInput, VisitorInput};
@@ -17,13 +17,16 @@ use std::sync::Arc;
 
 fn main() {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -223,7 +226,7 @@ fn visitor_command(
             people::list_visitors(store, business(business_id)?, json)?
         }
         VisitorCommand::Show { guid, json } => people::show_visitor(store, &guid, json)?,
-        VisitorCommand::Delete { guid } => people::delete_visitor(store, &guid)?,
+        VisitorCommand::Delete { guid } => people::delete_visitor(store, &guid, now)?,
     })
 }
 
@@ -252,9 +255,9 @@ fn customer_command(
                 json,
             )
         }
-        CustomerCommand::SetPin { id, pin } => people::set_pin(store, &id, &pin)?,
-        CustomerCommand::Deactivate { id } => people::set_active(store, &id, false)?,
-        CustomerCommand::Activate { id } => people::set_active(store, &id, true)?,
+        CustomerCommand::SetPin { id, pin } => people::set_pin(store, &id, &pin, now)?,
+        CustomerCommand::Deactivate { id } => people::set_active(store, &id, false, now)?,
+        CustomerCommand::Activate { id } => people::set_active(store, &id, true, now)?,
         CustomerCommand::List { json, business_id } => {
             people::list_customers(store, business(business_id)?, json)?
         }
@@ -348,7 +351,10 @@ fn serve(config: Config) -> Result<()> {
         let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
         let hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
         tokio::spawn(reload_on_sighup(hup, server.context().clone(), config.path.clone()));
-        tracing::info!(auth = %server.auth_addr()?, acct = %server.acct_addr()?, database = %config.database.display(), clients = config.clients.len(), "pinradius listening");
+        let http = server
+            .http_addr()
+            .map_or_else(|| "off".to_string(), |a| a.to_string());
+        tracing::info!(auth = %server.auth_addr()?, acct = %server.acct_addr()?, http = %http, database = %config.database.display(), clients = config.clients.len(), "pinradius listening");
         server
             .run(async move {
                 tokio::select! {

@@ -233,9 +233,13 @@ pub fn show_visitor(store: &Store, guid: &str, json: bool) -> Result<String, Com
     Ok(out)
 }
 
-pub fn delete_visitor(store: &Store, guid: &str) -> Result<String, CommandError> {
+pub fn delete_visitor(
+    store: &Store,
+    guid: &str,
+    now: DateTime<Utc>,
+) -> Result<String, CommandError> {
     let v = find_visitor(store, guid)?;
-    store.delete_visitor(&v.guid)?;
+    store.delete_visitor(&v.guid, now)?;
     Ok(format!("deleted visitor {} and its access token\n", v.guid))
 }
 
@@ -292,19 +296,29 @@ pub fn render_created(c: &Customer, json: bool) -> String {
     }
 }
 
-pub fn set_pin(store: &Store, id: &str, new_pin: &str) -> Result<String, CommandError> {
+pub fn set_pin(
+    store: &Store,
+    id: &str,
+    new_pin: &str,
+    now: DateTime<Utc>,
+) -> Result<String, CommandError> {
     let id = parse_id(Field::CustomerId, id)?;
     let new_pin = pin(new_pin)?;
-    let c = store.set_customer_pin(id, &new_pin)?;
+    let c = store.set_customer_pin(id, &new_pin, now)?;
     Ok(format!(
         "customer {} has a new PIN; the old one no longer works\n",
         c.id
     ))
 }
 
-pub fn set_active(store: &Store, id: &str, active: bool) -> Result<String, CommandError> {
+pub fn set_active(
+    store: &Store,
+    id: &str,
+    active: bool,
+    now: DateTime<Utc>,
+) -> Result<String, CommandError> {
     let id = parse_id(Field::CustomerId, id)?;
-    let changed = store.set_customer_active(id, active)?;
+    let changed = store.set_customer_active(id, active, now)?;
     let state = if active { "active" } else { "deactivated" };
     Ok(if changed {
         format!("customer {id} is now {state}\n")

@@ -111,7 +111,7 @@ pub fn parse(input: &TokenInput) -> Result<NewAccessToken, Vec<FieldError>> {
     let required = |field: Field| FieldError {
         field,
         value: None,
-        message: "is required".into(),
+        message: "is a required field".into(),
     };
 
     take(match present(&input.business_id) {

@@ -91,14 +91,22 @@ fn on_datagram(
     };
     match ctx.acct_cache.begin(key, now) {
         Seen::New => {}
-        Seen::InFlight => return,
+        Seen::InFlight => {
+            ctx.metrics.retransmit("acct");
+            return;
+        }
         Seen::Answered(bytes) => {
+            ctx.metrics.retransmit("acct");
             let _ = socket.try_send_to(&bytes, source);
             return;
         }
     }
+    ctx.metrics.request("Accounting-Request", &client.name);
     let record = match record_of(&packet, &client.name, client.business_id, ctx.clock.now()) {
-        Ok(r) => r,
+        Ok(mut r) => {
+            r.nas_address = Some(source.ip().to_string());
+            r
+        }
         Err(why) => {
             // Well-formed and authentic but not something we keep (an unknown
             // Acct-Status-Type, no Acct-Session-Id): acknowledge so the NAS moves on.
@@ -127,14 +135,19 @@ fn on_datagram(
     );
     tokio::spawn(async move {
         let status = record.status;
+        let handed_over = Instant::now();
         match ledger.record(record).await {
             Ok(outcome) => {
+                ctx.metrics
+                    .acct_commit
+                    .observe(handed_over.elapsed().as_secs_f64());
                 tracing::debug!(client = %client_name, ?status, ?outcome, "accounting recorded");
                 let bytes: Arc<[u8]> = Arc::from(reply);
                 ctx.acct_cache.complete(key, bytes.clone());
                 if let Err(e) = socket.send_to(&bytes, source).await {
                     tracing::debug!(%source, error = %e, "send_to failed");
                 }
+                ctx.metrics.observe_latency("acct", now);
             }
             Err(e) => {
                 // Not durable, so not acknowledged: the NAS retransmits.
@@ -211,6 +224,7 @@ pub fn record_of(
         mac: text(packet, attr::CALLING_STATION_ID).and_then(|s| s.parse::<Mac>().ok()),
         session_time: u32_of(packet, attr::ACCT_SESSION_TIME),
         nas_ip: ipv4_of(packet, NAS_IP_ADDRESS),
+        nas_address: None,
         framed_ip: ipv4_of(packet, FRAMED_IP_ADDRESS),
         at,
     })

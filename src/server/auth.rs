@@ -48,6 +48,7 @@ pub(super) fn triage(ctx: &Context, datagram: &[u8], source: SocketAddr, now: In
                 );
                 return Triage::Drop;
             }
+            ctx.metrics.request("Status-Server", &client.name);
             let mut b =
                 PacketBuilder::with_message_authenticator(Code::AccessAccept, packet.identifier());
             let _ = b.add(attr::REPLY_MESSAGE, b"pinradius up");
@@ -103,8 +104,12 @@ pub(super) fn triage(ctx: &Context, datagram: &[u8], source: SocketAddr, now: In
             client,
             key,
         },
-        Seen::InFlight => Triage::Drop,
+        Seen::InFlight => {
+            ctx.metrics.retransmit("auth");
+            Triage::Drop
+        }
         Seen::Answered(bytes) => {
+            ctx.metrics.retransmit("auth");
             tracing::debug!(%source, client = %client.name, "retransmit: replaying cached answer");
             Triage::Reply(bytes.to_vec())
         }
@@ -160,11 +165,13 @@ pub fn process_auth_datagram(
             client,
             key,
         } => {
+            ctx.metrics.request("Access-Request", &client.name);
             let answer = answer_access_request(ctx, &settings, &client, datagram);
             match &answer {
                 Some(bytes) => ctx.cache.complete(key, Arc::from(bytes.as_slice())),
                 None => ctx.cache.abandon(key),
             }
+            ctx.metrics.observe_latency("auth", now);
             answer
         }
     }
@@ -265,11 +272,23 @@ fn answer_access_request(
         Outcome::Accept { token, grant } => {
             tracing::debug!(client = %client.name, code = %masked, station, token = token.id,
                 session_timeout = grant.session_timeout, limited_by = %grant.limited_by, "accept");
+            ctx.metrics
+                .accepts
+                .get_or_create(&crate::metrics::ClientLabel {
+                    client: client.name.clone(),
+                })
+                .inc();
             b = PacketBuilder::with_message_authenticator(Code::AccessAccept, packet.identifier());
             encode_accept(&mut b, &settings.reply, client, token, grant).ok()?;
         }
         Outcome::Reject(reason) => {
             tracing::info!(client = %client.name, code = %masked, station, reason = reason.label(), "reject: {reason}");
+            ctx.metrics
+                .rejects
+                .get_or_create(&crate::metrics::ReasonLabel {
+                    reason: reason.label(),
+                })
+                .inc();
             b = PacketBuilder::with_message_authenticator(Code::AccessReject, packet.identifier());
             b.add(attr::REPLY_MESSAGE, reason.to_string().as_bytes())
                 .ok()?;
@@ -303,8 +322,12 @@ fn decide(
     let outcome = decide_login(ctx, settings, client, code, device, creds, now)?;
     match &outcome {
         Outcome::Reject(reason) if reason.is_bad_credential() => {
-            ctx.guard
+            if ctx
+                .guard
                 .failure(&ctx.store, settings, device, &client.name, code, now)?
+            {
+                ctx.metrics.lockouts.inc();
+            }
         }
         Outcome::Accept { .. } => ctx.guard.success(device),
         Outcome::Reject(_) => {}

@@ -24,6 +24,11 @@ impl ClientTable {
         let ip = ip.to_canonical();
         self.clients.iter().find(|c| c.network.contains(&ip))
     }
+
+    /// The client with this `name` (sessions remember their client by name).
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Client>> {
+        self.clients.iter().find(|c| c.name == name)
+    }
 }
 
 #[cfg(test)]

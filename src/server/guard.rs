@@ -79,7 +79,8 @@ impl Guard {
     }
 
     /// Counts a failed login (unknown code, wrong password) from `mac` through
-    /// `client`; locks the device out when it has failed too often.
+    /// `client`; locks the device out when it has failed too often. True when this
+    /// failure started a lockout.
     pub fn failure(
         &self,
         store: &Store,
@@ -88,10 +89,10 @@ impl Guard {
         client: &str,
         code: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let rules = &settings.lockout;
         self.count_client(client, settings.client_alarm_per_minute, now);
-        let Some(mac) = mac else { return Ok(()) };
+        let Some(mac) = mac else { return Ok(false) };
         let record = {
             let mut devices = self.devices();
             if devices.len() >= MAX_DEVICES && !devices.contains_key(&mac) {
@@ -124,8 +125,9 @@ impl Guard {
                 client: client.to_string(),
                 updated_at: now,
             })?;
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// A successful login clears the device's failure count (not its lockout level).

@@ -8,6 +8,7 @@ mod acct;
 mod auth;
 mod cache;
 mod clients;
+mod disconnect;
 mod guard;
 mod ratelog;
 mod reaper;
@@ -16,6 +17,7 @@ pub use acct::{record_of, token_from_class};
 pub use auth::{class_for_token, process_auth_datagram};
 pub use cache::{RequestKey, RetransmitCache, Seen};
 pub use clients::ClientTable;
+pub use disconnect::{Answer as DisconnectAnswer, disconnect_request, send as send_disconnect};
 pub use guard::Guard;
 pub use ratelog::LogLimiter;
 pub use reaper::reap;
@@ -61,6 +63,9 @@ pub struct Settings {
     pub rules: LoginRules,
     pub lockout: LockoutRules,
     pub client_alarm_per_minute: u32,
+    pub disconnect: crate::config::DisconnectSettings,
+    /// Bearer tokens of the HTTP API (reloadable like the client secrets).
+    pub api_keys: Vec<crate::config::ApiKey>,
 }
 
 impl Settings {
@@ -74,6 +79,12 @@ impl Settings {
             rules: config.login_rules(),
             lockout: config.lockout,
             client_alarm_per_minute: config.client_alarm_per_minute,
+            disconnect: config.disconnect,
+            api_keys: config
+                .http
+                .as_ref()
+                .map(|h| h.api_keys.clone())
+                .unwrap_or_default(),
         }
     }
 }
@@ -98,6 +109,10 @@ pub struct Context {
     pub drop_log: LogLimiter,
     /// Failed-login counting and lockouts.
     pub guard: Guard,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Wakes the disconnector when this process queued a disconnect.
+    pub disconnect_wake: tokio::sync::Notify,
 }
 
 impl Context {
@@ -127,6 +142,8 @@ impl Context {
             reap_interval: Duration::from_secs(config.reap_interval_seconds),
             drop_log: LogLimiter::new(Duration::from_secs(10)),
             guard,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            disconnect_wake: tokio::sync::Notify::new(),
         })
     }
 
@@ -192,6 +209,7 @@ impl Context {
         source: SocketAddr,
         detail: &dyn std::fmt::Display,
     ) {
+        self.metrics.dropped(cause);
         if let Some(n) = self.drop_log.allow(cause, Instant::now()) {
             tracing::warn!(%source, cause, dropped = n, "dropped datagram: {detail}");
         }
@@ -206,6 +224,8 @@ pub struct Server {
     acct: Arc<UdpSocket>,
     /// The accounting writer thread (group commit).
     ledger: LedgerWriter,
+    /// The HTTP API and metrics listener, when `[http]` is configured.
+    http: Option<tokio::net::TcpListener>,
 }
 
 impl Server {
@@ -220,6 +240,12 @@ impl Server {
         // Auth threads wake up this often to notice shutdown.
         auth.set_read_timeout(Some(Duration::from_millis(100)))?;
         let acct = UdpSocket::bind(config.acct_listen).await?;
+        let http = match &config.http {
+            Some(h) => Some(tokio::net::TcpListener::bind(h.listen).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("http.listen = {}: {e}", h.listen))
+            })?),
+            None => None,
+        };
         let ledger = LedgerWriter::start(&store).map_err(std::io::Error::other)?;
         let context = Context::new(config, store, clock).map_err(std::io::Error::other)?;
         Ok(Server {
@@ -227,6 +253,7 @@ impl Server {
             auth: Arc::new(auth),
             acct: Arc::new(acct),
             ledger,
+            http,
         })
     }
 
@@ -236,6 +263,11 @@ impl Server {
 
     pub fn acct_addr(&self) -> std::io::Result<SocketAddr> {
         self.acct.local_addr()
+    }
+
+    /// The HTTP listener's address, when `[http]` is configured.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn context(&self) -> &Arc<Context> {
@@ -263,8 +295,19 @@ impl Server {
         let reaper = tokio::spawn(reaper::run(
             self.context.clone(),
             self.context.reap_interval,
-            stopped,
+            stopped.clone(),
         ));
+        let disconnector = tokio::spawn(disconnect::run(self.context.clone(), stopped.clone()));
+        let http = self.http.map(|listener| {
+            let mut stopped = stopped.clone();
+            tokio::spawn(crate::http::serve(
+                listener,
+                self.context.clone(),
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+            ))
+        });
         let halt = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let threads =
             std::thread::available_parallelism().map_or(2, |n| n.get()) * AUTH_THREADS_PER_CORE;
@@ -283,6 +326,12 @@ impl Server {
         let _ = stop.send(true);
         let _ = acct.await;
         let _ = reaper.await;
+        let _ = disconnector.await;
+        if let Some(http) = http
+            && tokio::time::timeout(DRAIN_TIMEOUT, http).await.is_err()
+        {
+            tracing::warn!("HTTP requests still open after {DRAIN_TIMEOUT:?}; stopping anyway");
+        }
         let joined = tokio::task::spawn_blocking(move || {
             for t in auth_threads {
                 let _ = t.join();

@@ -1,6 +1,7 @@
 //! Closes sessions that can no longer be open: those whose NAS stopped reporting
 //! (stale) and those whose token has run out (revoked, deactivated, expired, minutes
-//! used up) while the NAS sent no Stop. Runs on an interval; decisions use the
+//! used up) while the NAS sent no Stop; for the latter a Disconnect-Request is
+//! queued, so the NAS ends the session too. Runs on an interval; decisions use the
 //! injected clock.
 
 use super::Context;
@@ -44,16 +45,26 @@ pub fn reap(ctx: &Context) -> Result<(usize, usize), crate::store::StoreError> {
         else {
             continue;
         };
-        let run_out = matches!(
-            policy::decide(now, &token, owner, &usage, None, &settings.rules),
-            Err(RejectReason::Revoked
+        let run_out = match policy::decide(now, &token, owner, &usage, None, &settings.rules) {
+            Err(
+                reason @ (RejectReason::Revoked
                 | RejectReason::Deactivated
                 | RejectReason::Expired
-                | RejectReason::MinutesUsedUp)
-        );
-        if run_out && ctx.store.close_session(session, now, "expired")? {
-            expired += 1;
+                | RejectReason::MinutesUsedUp),
+            ) => Some(reason),
+            _ => None,
+        };
+        if let Some(reason) = run_out {
+            // The NAS still holds the session (no Stop): tell it to end it (RFC 5176),
+            // and stop counting it as open either way.
+            ctx.store.queue_disconnect(session, reason.label(), now)?;
+            if ctx.store.close_session(session, now, "expired")? {
+                expired += 1;
+            }
         }
+    }
+    if expired > 0 {
+        ctx.disconnect_wake.notify_one();
     }
     Ok((stale, expired))
 }

@@ -57,6 +57,8 @@ pub struct AcctRecord {
     /// Acct-Session-Time: cumulative seconds of this session so far.
     pub session_time: Option<u32>,
     pub nas_ip: Option<String>,
+    /// The address the record came from: where a Disconnect-Request goes.
+    pub nas_address: Option<String>,
     pub framed_ip: Option<String>,
     /// When the record arrived.
     pub at: DateTime<Utc>,
@@ -224,8 +226,8 @@ pub(super) fn apply(conn: &Connection, r: &AcctRecord) -> rusqlite::Result<AcctO
             let time = reported.unwrap_or(0);
             conn.prepare_cached(
                 "INSERT INTO sessions (token_id, client, acct_session_id, mac, started_at, updated_at, session_time, \
-                 stopped_at, closed_by, user_name, nas_ip, framed_ip) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 stopped_at, closed_by, user_name, nas_ip, framed_ip, nas_address) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?
             .execute(params![
                 token_id,
@@ -240,6 +242,7 @@ pub(super) fn apply(conn: &Connection, r: &AcctRecord) -> rusqlite::Result<AcctO
                 r.user_name,
                 r.nas_ip,
                 r.framed_ip,
+                r.nas_address,
             ])?;
             Ok(AcctOutcome::Recorded {
                 session: conn.last_insert_rowid(),
@@ -252,9 +255,9 @@ pub(super) fn apply(conn: &Connection, r: &AcctRecord) -> rusqlite::Result<AcctO
             if live {
                 conn.prepare_cached(
                     "UPDATE sessions SET session_time = max(session_time, COALESCE(?2, session_time)), updated_at = max(updated_at, ?3), \
-                     stopped_at = ?4, closed_by = ?5, framed_ip = COALESCE(?6, framed_ip) WHERE id = ?1",
+                     stopped_at = ?4, closed_by = ?5, framed_ip = COALESCE(?6, framed_ip), nas_address = COALESCE(?7, nas_address) WHERE id = ?1",
                 )?
-                .execute(params![id, reported, at, stop.then_some(at), stop.then_some("stop"), r.framed_ip])?;
+                .execute(params![id, reported, at, stop.then_some(at), stop.then_some("stop"), r.framed_ip, r.nas_address])?;
             } else {
                 // Already stopped: a late or repeated record may only raise the count.
                 conn.prepare_cached("UPDATE sessions SET session_time = max(session_time, COALESCE(?2, session_time)) WHERE id = ?1")?
@@ -360,6 +363,16 @@ impl Store {
         })
     }
 
+    /// How many sessions are open (for the `open_sessions` gauge).
+    pub fn count_open_sessions(&self) -> Result<u64, StoreError> {
+        self.with_conn(|conn| {
+            conn.prepare_cached("SELECT count(*) FROM sessions WHERE stopped_at IS NULL")
+                .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
+                .map(|n| n as u64)
+                .map_err(|e| self.sql(e))
+        })
+    }
+
     /// Open sessions with their token, for the reaper's check of tokens that ran out.
     pub fn open_session_tokens(&self) -> Result<Vec<(i64, i64, Option<Mac>)>, StoreError> {
         self.with_conn(|conn| {
@@ -414,6 +427,7 @@ mod tests {
             mac: Some("02:00:00:00:00:01".parse().unwrap()),
             session_time: time,
             nas_ip: None,
+            nas_address: None,
             framed_ip: None,
             at,
         }

@@ -8,12 +8,14 @@
 //! (`BEGIN IMMEDIATE`) so two processes cannot both pass the check.
 
 mod cache;
+mod disconnects;
 mod ledger;
 mod lockouts;
 mod people;
 mod schema;
 mod tokens;
 
+pub use disconnects::DisconnectRow;
 pub use ledger::{AcctOutcome, AcctRecord, AcctStatus, LedgerError, LedgerWriter, SessionRow};
 pub use lockouts::LockoutRow;
 pub use people::VisitorTokenSettings;

@@ -94,7 +94,10 @@ fn customer_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<Custome
 
 impl Store {
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction and commits when it succeeds.
-    fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T, Fail>) -> Result<T, StoreError> {
+    pub(super) fn write<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, Fail>,
+    ) -> Result<T, StoreError> {
         self.with_conn(|conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -196,11 +199,20 @@ impl Store {
 
     /// Deletes a visitor and the visitor's tokens (they stop working at once).
     /// Returns false when there was no such visitor.
-    pub fn delete_visitor(&self, guid: &str) -> Result<bool, StoreError> {
+    pub fn delete_visitor(&self, guid: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
         self.write(|tx| {
             let Some(v) = visitor_by_guid(tx, guid)? else {
                 return Ok(false);
             };
+            for token in tx
+                .prepare_cached(
+                    "SELECT id FROM access_tokens WHERE visitor_guid = ?1 AND business_id = ?2",
+                )?
+                .query_map(params![v.guid, v.business_id], |r| r.get::<_, i64>(0))?
+                .collect::<Result<Vec<_>, _>>()?
+            {
+                super::disconnects::queue_for_token(tx, token, "deleted", now)?;
+            }
             tx.execute(
                 "DELETE FROM access_tokens WHERE visitor_guid = ?1 AND business_id = ?2",
                 params![v.guid, v.business_id],
@@ -258,7 +270,12 @@ impl Store {
 
     /// Changes a customer's PIN: the old one stops working and the new one works with
     /// the very next request (one transaction updates the customer and its token).
-    pub fn set_customer_pin(&self, id: i64, pin: &str) -> Result<Customer, StoreError> {
+    pub fn set_customer_pin(
+        &self,
+        id: i64,
+        pin: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Customer, StoreError> {
         self.write(|tx| {
             let c = customer_by_id(tx, id)?.ok_or_else(|| StoreError::NotFound {
                 what: "customer",
@@ -274,6 +291,8 @@ impl Store {
                     "UPDATE access_tokens SET access_code = ?2 WHERE customer_id = ?1",
                     params![id, pin],
                 )?;
+                // Sessions logged in with the old PIN end with it.
+                queue_customer_disconnects(tx, id, "pin_changed", now)?;
             }
             customer_by_id(tx, id)?.ok_or_else(|| {
                 Fail::Store(StoreError::NotFound {
@@ -285,7 +304,12 @@ impl Store {
     }
 
     /// Activates or deactivates a customer; returns false when nothing changed.
-    pub fn set_customer_active(&self, id: i64, active: bool) -> Result<bool, StoreError> {
+    pub fn set_customer_active(
+        &self,
+        id: i64,
+        active: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         self.write(|tx| {
             let c = customer_by_id(tx, id)?.ok_or_else(|| StoreError::NotFound {
                 what: "customer",
@@ -298,9 +322,29 @@ impl Store {
                 "UPDATE customers SET active = ?2 WHERE id = ?1",
                 params![id, active],
             )?;
+            if !active {
+                queue_customer_disconnects(tx, id, "deactivated", now)?;
+            }
             Ok(true)
         })
     }
+}
+
+/// Queues disconnects for the open sessions of a customer's token.
+fn queue_customer_disconnects(
+    tx: &Connection,
+    customer_id: i64,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    let token: Option<i64> = tx
+        .prepare_cached("SELECT id FROM access_tokens WHERE customer_id = ?1")?
+        .query_row(params![customer_id], |r| r.get(0))
+        .optional()?;
+    if let Some(token) = token {
+        super::disconnects::queue_for_token(tx, token, reason, now)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -382,10 +426,13 @@ mod tests {
             )
             .unwrap();
         assert!(matches!(
-            s.set_customer_pin(c.id, "11111"),
+            s.set_customer_pin(c.id, "11111", Utc::now()),
             Err(StoreError::CodeTaken { .. })
         ));
-        assert_eq!(s.set_customer_pin(c.id, "33333").unwrap().pin, "33333");
+        assert_eq!(
+            s.set_customer_pin(c.id, "33333", Utc::now()).unwrap().pin,
+            "33333"
+        );
         assert_eq!(
             s.tokens_by_code("33333", Some(1)).unwrap()[0].customer_id,
             Some(c.id)
@@ -406,12 +453,12 @@ mod tests {
             .register_visitor(&visitor(1), "g-2", SETTINGS, now, &mut || "55555".into())
             .unwrap();
         assert!(again.token_id.is_some());
-        assert!(s.delete_visitor("g-2").unwrap());
+        assert!(s.delete_visitor("g-2", Utc::now()).unwrap());
         assert!(
             s.tokens_by_code("55555", None).unwrap().is_empty(),
             "deleting the visitor deletes the token"
         );
-        assert!(!s.delete_visitor("g-2").unwrap());
+        assert!(!s.delete_visitor("g-2", Utc::now()).unwrap());
     }
 
     #[test]

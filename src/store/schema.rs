@@ -106,8 +106,31 @@ CREATE TABLE lockouts (
 ) STRICT, WITHOUT ROWID;
 "#;
 
+/// Disconnects (issue 7): where accounting came from, and the queue of
+/// Disconnect-Requests (see `disconnects.rs`). Rows copy what the request needs and
+/// have no foreign key: they outlive the sessions of a deleted token.
+const V5: &str = r#"
+ALTER TABLE sessions ADD COLUMN nas_address TEXT;
+CREATE TABLE disconnects (
+    id              INTEGER PRIMARY KEY,
+    session_id      INTEGER NOT NULL,
+    client          TEXT    NOT NULL,
+    nas_address     TEXT,
+    nas_ip          TEXT,
+    user_name       TEXT,
+    acct_session_id TEXT    NOT NULL,
+    framed_ip       TEXT,
+    mac             TEXT,
+    reason          TEXT    NOT NULL,
+    requested_at    INTEGER NOT NULL,
+    finished_at     INTEGER,
+    result          TEXT
+) STRICT;
+CREATE UNIQUE INDEX disconnects_pending ON disconnects (session_id) WHERE finished_at IS NULL;
+"#;
+
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4)])
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4), M::up(V5)])
 }
 
 pub fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {

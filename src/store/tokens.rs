@@ -257,16 +257,74 @@ impl Store {
         })
     }
 
-    /// Marks a token revoked. Returns false when it already was.
+    /// Marks a token revoked and queues a disconnect for each of its open sessions.
+    /// Returns false when it already was revoked.
     pub fn revoke_token(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.with_conn(|conn| {
-            let n = conn
-                .execute(
-                    "UPDATE access_tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-                    params![id, ms(now)],
-                )
-                .map_err(|e| self.sql(e))?;
+        self.write(|tx| {
+            let n = tx.execute(
+                "UPDATE access_tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, ms(now)],
+            )?;
+            if n == 1 {
+                super::disconnects::queue_for_token(tx, id, "revoked", now)?;
+            }
             Ok(n == 1)
+        })
+    }
+
+    /// Deletes a token with its device bindings and sessions, queueing a disconnect
+    /// for each open session first. Returns false when there was no such token.
+    pub fn delete_token(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            super::disconnects::queue_for_token(tx, id, "deleted", now)?;
+            Ok(tx.execute("DELETE FROM access_tokens WHERE id = ?1", params![id])? == 1)
+        })
+    }
+
+    pub fn token_by_id(&self, id: i64) -> Result<Option<AccessToken>, StoreError> {
+        self.with_conn(|conn| {
+            let sql = format!("SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE id = ?1");
+            let row = conn
+                .prepare_cached(&sql)
+                .and_then(|mut s| s.query_row(params![id], TokenRow::read).optional())
+                .map_err(|e| self.sql(e))?;
+            row.map(TokenRow::into_token).transpose()
+        })
+    }
+
+    /// One page of tokens in id order, optionally only a business's and/or a code's,
+    /// and how many match in all.
+    pub fn page_tokens(
+        &self,
+        business_id: Option<i64>,
+        code: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<AccessToken>, u64), StoreError> {
+        self.with_conn(|conn| {
+            let filter = "(?1 IS NULL OR business_id = ?1) AND (?2 IS NULL OR access_code = ?2)";
+            let total: i64 = conn
+                .prepare_cached(&format!("SELECT count(*) FROM access_tokens WHERE {filter}"))
+                .and_then(|mut s| s.query_row(params![business_id, code], |r| r.get(0)))
+                .map_err(|e| self.sql(e))?;
+            let sql = format!(
+                "SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE {filter} ORDER BY id LIMIT ?3 OFFSET ?4"
+            );
+            let rows = conn
+                .prepare_cached(&sql)
+                .and_then(|mut s| {
+                    s.query_map(
+                        params![business_id, code, limit as i64, offset as i64],
+                        TokenRow::read,
+                    )?
+                    .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(|e| self.sql(e))?;
+            let tokens = rows
+                .into_iter()
+                .map(TokenRow::into_token)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((tokens, total as u64))
         })
     }
 

@@ -1,0 +1,235 @@
+//! Prometheus metrics (`GET /metrics` on the `[http]` listener). The server counts
+//! into these as packets pass; the HTTP side encodes them. Counters are atomics, so
+//! the auth threads count without a lock of their own.
+
+use prometheus_client::encoding::{EncodeLabelSet, text::encode};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The RADIUS code name: Access-Request, Accounting-Request, Status-Server.
+    pub code: &'static str,
+    /// The configured client's name.
+    pub client: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClientLabel {
+    pub client: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// `RejectReason::label()`: unknown_code, expired, device_limit, ...
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabel {
+    /// unknown_client, malformed, bad_message_authenticator, overload, ...
+    pub cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PortLabel {
+    /// "auth" or "acct".
+    pub port: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// ack, nak, timeout, no_address, error.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    pub route: &'static str,
+    pub status: u16,
+}
+
+/// Request latency buckets, seconds: 50 us to 1 s.
+const LATENCY_BUCKETS: [f64; 13] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// Every metric pinradius exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Authentic requests taken for processing, by code and client.
+    pub requests: Family<RequestLabels, Counter>,
+    pub accepts: Family<ClientLabel, Counter>,
+    pub rejects: Family<ReasonLabel, Counter>,
+    /// Datagrams dropped unanswered, by cause.
+    pub drops: Family<CauseLabel, Counter>,
+    /// Devices locked out for guessing.
+    pub lockouts: Counter,
+    /// Retransmits answered from the cache (RFC 5080), by port.
+    pub retransmits: Family<PortLabel, Counter>,
+    /// From a datagram's arrival to its answer, by port.
+    pub latency: Family<PortLabel, Histogram>,
+    /// Sessions open in the ledger; refreshed when scraped.
+    pub open_sessions: Gauge,
+    /// From handing an accounting record to the ledger writer to its durable commit.
+    pub acct_commit: Histogram,
+    /// Disconnect-Requests finished, by result.
+    pub disconnects: Family<ResultLabel, Counter>,
+    /// HTTP API requests, by route and status.
+    pub api_requests: Family<ApiLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("pinradius");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let accepts = Family::<ClientLabel, Counter>::default();
+        let rejects = Family::<ReasonLabel, Counter>::default();
+        let drops = Family::<CauseLabel, Counter>::default();
+        let lockouts = Counter::default();
+        let retransmits = Family::<PortLabel, Counter>::default();
+        let latency = Family::<PortLabel, Histogram>::new_with_constructor(
+            (|| Histogram::new(LATENCY_BUCKETS)) as fn() -> Histogram,
+        );
+        let open_sessions = Gauge::default();
+        let acct_commit = Histogram::new(LATENCY_BUCKETS);
+        let disconnects = Family::<ResultLabel, Counter>::default();
+        let api_requests = Family::<ApiLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "RADIUS requests processed, by code and client",
+            requests.clone(),
+        );
+        registry.register("accepts", "Access-Accepts sent, by client", accepts.clone());
+        registry.register("rejects", "Access-Rejects sent, by reason", rejects.clone());
+        registry.register(
+            "drops",
+            "Datagrams dropped without an answer, by cause",
+            drops.clone(),
+        );
+        registry.register(
+            "lockouts",
+            "Devices locked out after repeated failed logins",
+            lockouts.clone(),
+        );
+        registry.register(
+            "retransmits",
+            "Retransmitted requests answered from the cache (RFC 5080), by port",
+            retransmits.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from a request's arrival to its answer, by port",
+            latency.clone(),
+        );
+        registry.register(
+            "open_sessions",
+            "Sessions open in the accounting ledger",
+            open_sessions.clone(),
+        );
+        registry.register(
+            "accounting_commit_seconds",
+            "Time for an accounting record to be durable on disk",
+            acct_commit.clone(),
+        );
+        registry.register(
+            "disconnects",
+            "Disconnect-Requests (RFC 5176) finished, by result",
+            disconnects.clone(),
+        );
+        registry.register(
+            "api_requests",
+            "HTTP API requests, by route and status",
+            api_requests.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            accepts,
+            rejects,
+            drops,
+            lockouts,
+            retransmits,
+            latency,
+            open_sessions,
+            acct_commit,
+            disconnects,
+            api_requests,
+        }
+    }
+
+    pub fn request(&self, code: &'static str, client: &str) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                code,
+                client: client.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn dropped(&self, cause: &'static str) {
+        self.drops.get_or_create(&CauseLabel { cause }).inc();
+    }
+
+    pub fn retransmit(&self, port: &'static str) {
+        self.retransmits.get_or_create(&PortLabel { port }).inc();
+    }
+
+    pub fn observe_latency(&self, port: &'static str, since: std::time::Instant) {
+        self.latency
+            .get_or_create(&PortLabel { port })
+            .observe(since.elapsed().as_secs_f64());
+    }
+
+    /// The Prometheus text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_show_in_the_text_format() {
+        let m = Metrics::new();
+        m.request("Access-Request", "lobby");
+        m.request("Access-Request", "lobby");
+        m.rejects
+            .get_or_create(&ReasonLabel { reason: "expired" })
+            .inc();
+        m.dropped("unknown_client");
+        m.observe_latency("auth", std::time::Instant::now());
+        let text = m.encode();
+        assert!(
+            text.contains("pinradius_requests_total{code=\"Access-Request\",client=\"lobby\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pinradius_rejects_total{reason=\"expired\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pinradius_drops_total{cause=\"unknown_client\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pinradius_request_duration_seconds_count{port=\"auth\"} 1"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}
