@@ -37,6 +37,8 @@ pub struct Harness {
     pub clock: Arc<FixedClock>,
     pub auth: SocketAddr,
     pub acct: SocketAddr,
+    /// The HTTP API, when the config has `[http]`.
+    pub http: Option<SocketAddr>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -58,6 +60,7 @@ impl Harness {
             .await
             .unwrap();
         let (auth, acct) = (server.auth_addr().unwrap(), server.acct_addr().unwrap());
+        let http = server.http_addr();
         let ctx = server.context().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
@@ -69,6 +72,7 @@ impl Harness {
             clock,
             auth,
             acct,
+            http,
             shutdown: Some(tx),
             task: Some(task),
             _dir: dir,

@@ -1,7 +1,9 @@
 //! End-to-end tests over real UDP on 127.0.0.1 against a server started in-process.
 
 mod accounting;
+mod api;
 mod auth;
+mod disconnects;
 mod hardening;
 mod harness;
 mod visitors;
