@@ -948,5 +948,57 @@ reply_attributes = { "Mikrotik-Rate-Limit" = "2M/2M", "WISPr-Bandwidth-Max-Down"
         assert!(e.contains("default_minute"), "{e}");
         let e = err("[server]\n");
         assert!(e.contains("[[client]]"), "{e}");
+        let e = err(&GOOD.replace("business_id = 2", "business_id = 2\ncoa_port = 70000"));
+        assert!(e.contains("client[1].coa_port = 70000"), "{e}");
+        let e = err(&format!("{GOOD}\n[disconnect]\nattempts = 0\n"));
+        assert!(e.contains("disconnect.attempts = 0"), "{e}");
+    }
+
+    #[test]
+    fn http_section_and_api_keys() {
+        let http = |keys: &str| format!("{GOOD}\n[http]\nlisten = \"127.0.0.1:8080\"\n{keys}");
+        let key = |name: &str, token: &str, roles: &str| {
+            format!("[[http.api_key]]\nname = \"{name}\"\ntoken = \"{token}\"\nroles = {roles}\n")
+        };
+        let c = load(&http(&key(
+            "platform",
+            "0123456789abcdef0123",
+            "[\"AccessToken-Create\", \"AccessToken-Read\"]",
+        )))
+        .unwrap();
+        let h = c.http.unwrap();
+        assert_eq!(h.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(h.api_keys[0].roles, vec![Role::Create, Role::Read]);
+        assert!(
+            !format!("{:?}", h.api_keys[0]).contains("0123456789abcdef0123"),
+            "tokens never print"
+        );
+        assert!(load(GOOD).unwrap().http.is_none(), "off when absent");
+
+        let e = err(&http(&key("p", "short", "[\"Admin\"]")));
+        assert!(
+            e.contains("http.api_key[0].token") && e.contains("16"),
+            "{e}"
+        );
+        assert!(!e.contains("short"), "the token is not echoed: {e}");
+        let e = err(&http(&key(
+            "p",
+            "0123456789abcdef0123",
+            "[\"AccessToken-Write\"]",
+        )));
+        assert!(
+            e.contains("http.api_key[0].roles") && e.contains("AccessToken-Write"),
+            "{e}"
+        );
+        let e = err(&http(&key("p", "0123456789abcdef0123", "[]")));
+        assert!(e.contains("http.api_key[0].roles"), "{e}");
+        let two = key("p", "0123456789abcdef0123", "[\"Admin\"]")
+            + &key("p", "0123456789abcdef0124", "[\"Admin\"]");
+        assert!(err(&http(&two)).contains("http.api_key[1].name"));
+        let same = key("p", "0123456789abcdef0123", "[\"Admin\"]")
+            + &key("q", "0123456789abcdef0123", "[\"Admin\"]");
+        assert!(err(&http(&same)).contains("http.api_key[1].token"));
+        let e = err(&format!("{GOOD}\n[http]\nlisten = \"localhost\"\n"));
+        assert!(e.contains("http.listen") && e.contains("localhost"), "{e}");
     }
 }

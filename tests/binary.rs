@@ -189,13 +189,58 @@ fn bad_configs_name_the_key_and_exit_before_binding() {
     );
     assert!(text.contains("BlastRADIUS"), "{text}");
 
-    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/pinradius.toml");
-    let out = cli(&shipped, &["check-config"]);
+    for shipped in ["config/pinradius.toml", "config/docker.toml"] {
+        let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(shipped);
+        let out = cli(&shipped, &["check-config"]);
+        assert!(
+            out.status.success(),
+            "the shipped {} is valid: {}",
+            shipped.display(),
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn log_format_json_writes_one_object_per_line() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let mut child = std::process::Command::new(common::bin())
+        .args(["--log-format", "json", "--config"])
+        .arg(&config)
+        .arg("serve")
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let logs = child.stderr.take().unwrap();
+    // Every line is a JSON object; read up to the listening line.
+    let mut listening = None;
+    for line in std::io::BufReader::new(logs).lines().take(20) {
+        let line = line.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+        if v["fields"]["message"] == "pinradius listening" {
+            listening = Some((v, line));
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let (v, line) = listening.expect("the listening line");
+    assert_eq!(v["level"], "INFO", "{line}");
+    assert_eq!(v["fields"]["message"], "pinradius listening", "{line}");
     assert!(
-        out.status.success(),
-        "the shipped config is valid: {}",
-        stderr(&out)
+        v["fields"]["auth"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{line}"
     );
+
+    let out = cli(&config, &["--log-format", "yaml", "check-config"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("yaml"), "{}", stderr(&out));
 }
 
 #[test]
