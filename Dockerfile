@@ -15,6 +15,6 @@ COPY --from=build /src/target/release/pinradius /usr/local/bin/pinradius
 COPY config/docker.toml /etc/pinradius/pinradius.toml
 USER pinradius
 VOLUME /var/lib/pinradius
-EXPOSE 1812/udp 1813/udp
+EXPOSE 1812/udp 1813/udp 8080/tcp
 ENTRYPOINT ["pinradius", "--config", "/etc/pinradius/pinradius.toml"]
 CMD ["serve"]
