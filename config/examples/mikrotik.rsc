@@ -14,7 +14,8 @@
 
 # 1. pinradius as the RADIUS server for the hotspot (auth 1812, accounting 1813).
 /radius add service=hotspot address=192.168.88.10 secret="CHANGE-ME-SECRET" \
-    authentication-port=1812 accounting-port=1813 timeout=2s require-message-auth=yes \
+    authentication-port=1812 accounting-port=1813 timeout=2s \
+    require-message-auth=yes-for-request-resp \
     comment="pinradius"
 
 # 2. Accept Disconnect-Requests from pinradius (revoked codes, time run out).

@@ -260,7 +260,7 @@ async fn time_running_out_without_a_stop_disconnects_and_a_nak_is_logged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pin_change_and_api_delete_disconnect_too() {
+async fn pin_change_deactivation_and_api_delete_disconnect_too() {
     let nas = FakeNas::new().await;
     let h = harness(&nas, &http_config()).await;
     let c = h
@@ -286,6 +286,24 @@ async fn pin_change_and_api_delete_disconnect_too() {
     assert_eq!(
         h.store.list_disconnects(1).unwrap()[0].reason,
         "pin_changed"
+    );
+
+    // Back online with the new PIN; deactivating the member ends that session too.
+    online(&h, "97531", "aa-bb-cc-00-00-04", "81a00006").await;
+    people::set_active(&h.store, &c.id.to_string(), false, t0()).unwrap();
+    let (request, from) = nas.next_request(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(identity(&request).1, "81a00006");
+    nas.answer(&request, from, ACK, None).await;
+    for _ in 0..100 {
+        if closed_by(&h, "81a00006").is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(closed_by(&h, "81a00006").as_deref(), Some("disconnected"));
+    assert_eq!(
+        h.store.list_disconnects(1).unwrap()[0].reason,
+        "deactivated"
     );
 
     let id = token(&h, "80808", 60);
