@@ -17,7 +17,6 @@ pub use acct::{record_of, token_from_class};
 pub use auth::{class_for_token, process_auth_datagram};
 pub use cache::{RequestKey, RetransmitCache, Seen};
 pub use clients::ClientTable;
-pub use disconnect::{Answer as DisconnectAnswer, disconnect_request, send as send_disconnect};
 pub use guard::Guard;
 pub use ratelog::LogLimiter;
 pub use reaper::reap;
