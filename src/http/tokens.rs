@@ -242,14 +242,11 @@ pub(super) async fn read(
     Path(raw): Path<String>,
 ) -> Response {
     const ROUTE: &str = "read";
-    let key = match authorize(&ctx, &headers, Role::Read) {
-        Ok(k) => k,
-        Err(e) => return respond(&ctx, ROUTE, e),
-    };
-    let id = match parse_id(&raw) {
-        Ok(id) => id,
-        Err(e) => return respond(&ctx, ROUTE, e),
-    };
+    let (key, id) =
+        match authorize(&ctx, &headers, Role::Read).and_then(|k| Ok((k, parse_id(&raw)?))) {
+            Ok(v) => v,
+            Err(e) => return respond(&ctx, ROUTE, e),
+        };
     let found = blocking(&ctx, move |c| {
         let Some(t) = c.store.token_by_id(id)? else {
             return Ok(None);
@@ -365,14 +362,11 @@ pub(super) async fn delete(
     Path(raw): Path<String>,
 ) -> Response {
     const ROUTE: &str = "delete";
-    let key = match authorize(&ctx, &headers, Role::Delete) {
-        Ok(k) => k,
-        Err(e) => return respond(&ctx, ROUTE, e),
-    };
-    let id = match parse_id(&raw) {
-        Ok(id) => id,
-        Err(e) => return respond(&ctx, ROUTE, e),
-    };
+    let (key, id) =
+        match authorize(&ctx, &headers, Role::Delete).and_then(|k| Ok((k, parse_id(&raw)?))) {
+            Ok(v) => v,
+            Err(e) => return respond(&ctx, ROUTE, e),
+        };
     let deleted = blocking(&ctx, move |c| {
         let Some(t) = c.store.token_by_id(id)? else {
             return Ok(Err(not_found(id)));
