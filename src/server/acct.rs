@@ -102,11 +102,14 @@ fn on_datagram(
         }
     }
     ctx.metrics.request("Accounting-Request", &client.name);
-    let record = match record_of(&packet, &client.name, client.business_id, ctx.clock.now()) {
-        Ok(mut r) => {
-            r.nas_address = Some(source.ip().to_string());
-            r
-        }
+    let record = match record_of(
+        &packet,
+        &client.name,
+        client.business_id,
+        source.ip(),
+        ctx.clock.now(),
+    ) {
+        Ok(r) => r,
         Err(why) => {
             // Well-formed and authentic but not something we keep (an unknown
             // Acct-Status-Type, no Acct-Session-Id): acknowledge so the NAS moves on.
@@ -193,10 +196,12 @@ pub fn token_from_class(class: &[u8]) -> Option<i64> {
 }
 
 /// Reads the attributes the ledger keeps. `Err` names why the record is not kept.
+/// `sender` is the address the record came from (where a Disconnect-Request goes).
 pub fn record_of(
     packet: &Packet<'_>,
     client: &str,
     business_id: i64,
+    sender: std::net::IpAddr,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<AcctRecord, String> {
     let code = u32_of(packet, attr::ACCT_STATUS_TYPE).ok_or("no Acct-Status-Type")?;
@@ -224,7 +229,7 @@ pub fn record_of(
         mac: text(packet, attr::CALLING_STATION_ID).and_then(|s| s.parse::<Mac>().ok()),
         session_time: u32_of(packet, attr::ACCT_SESSION_TIME),
         nas_ip: ipv4_of(packet, NAS_IP_ADDRESS),
-        nas_address: None,
+        nas_address: Some(sender.to_string()),
         framed_ip: ipv4_of(packet, FRAMED_IP_ADDRESS),
         at,
     })

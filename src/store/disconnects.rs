@@ -53,21 +53,39 @@ fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<DisconnectRow> {
     })
 }
 
-/// Queues a disconnect for every open session of `token_id` (none twice while one is
-/// pending). Runs inside the caller's transaction. Returns how many were queued.
+/// Copies the sessions that `filter` selects (its `?1` bound to `key`) into the queue,
+/// skipping any with a disconnect still pending. Returns how many were queued.
+fn queue_sessions(
+    conn: &Connection,
+    filter: &str,
+    key: i64,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(&format!(
+        "INSERT OR IGNORE INTO disconnects (session_id, client, nas_address, nas_ip, user_name, acct_session_id, \
+         framed_ip, mac, reason, requested_at) \
+         SELECT id, client, nas_address, nas_ip, user_name, acct_session_id, framed_ip, mac, ?2, ?3 \
+         FROM sessions WHERE {filter}"
+    ))?
+    .execute(params![key, reason, ms(now)])
+}
+
+/// Queues a disconnect for every open session of `token_id`. Runs inside the
+/// caller's transaction.
 pub(super) fn queue_for_token(
     conn: &Connection,
     token_id: i64,
     reason: &str,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<usize> {
-    conn.prepare_cached(
-        "INSERT OR IGNORE INTO disconnects (session_id, client, nas_address, nas_ip, user_name, acct_session_id, \
-         framed_ip, mac, reason, requested_at) \
-         SELECT id, client, nas_address, nas_ip, user_name, acct_session_id, framed_ip, mac, ?2, ?3 \
-         FROM sessions WHERE token_id = ?1 AND stopped_at IS NULL",
-    )?
-    .execute(params![token_id, reason, ms(now)])
+    queue_sessions(
+        conn,
+        "token_id = ?1 AND stopped_at IS NULL",
+        token_id,
+        reason,
+        now,
+    )
 }
 
 impl Store {
@@ -80,43 +98,32 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         self.with_conn(|conn| {
-            conn.prepare_cached(
-                "INSERT OR IGNORE INTO disconnects (session_id, client, nas_address, nas_ip, user_name, acct_session_id, \
-                 framed_ip, mac, reason, requested_at) \
-                 SELECT id, client, nas_address, nas_ip, user_name, acct_session_id, framed_ip, mac, ?2, ?3 \
-                 FROM sessions WHERE id = ?1",
-            )
-            .and_then(|mut s| s.execute(params![session_id, reason, ms(now)]))
-            .map(|n| n == 1)
-            .map_err(|e| self.sql(e))
+            queue_sessions(conn, "id = ?1", session_id, reason, now)
+                .map(|n| n == 1)
+                .map_err(|e| self.sql(e))
         })
     }
 
     /// Disconnects not yet finished, oldest first.
     pub fn pending_disconnects(&self, limit: usize) -> Result<Vec<DisconnectRow>, StoreError> {
-        self.with_conn(|conn| {
-            let sql = format!(
-                "SELECT {COLUMNS} FROM disconnects WHERE finished_at IS NULL ORDER BY id LIMIT ?1"
-            );
-            conn.prepare_cached(&sql)
-                .and_then(|mut s| {
-                    s.query_map(params![limit as i64], read)?
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                })
-                .map_err(|e| self.sql(e))
-        })
+        self.disconnect_rows("WHERE finished_at IS NULL ORDER BY id", limit)
     }
 
-    /// Every disconnect, newest first (for `session disconnects` and tests).
+    /// Every disconnect, newest first (for tests and troubleshooting).
     pub fn list_disconnects(&self, limit: usize) -> Result<Vec<DisconnectRow>, StoreError> {
+        self.disconnect_rows("ORDER BY id DESC", limit)
+    }
+
+    fn disconnect_rows(&self, tail: &str, limit: usize) -> Result<Vec<DisconnectRow>, StoreError> {
         self.with_conn(|conn| {
-            let sql = format!("SELECT {COLUMNS} FROM disconnects ORDER BY id DESC LIMIT ?1");
-            conn.prepare_cached(&sql)
-                .and_then(|mut s| {
-                    s.query_map(params![limit as i64], read)?
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                })
-                .map_err(|e| self.sql(e))
+            conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM disconnects {tail} LIMIT ?1"
+            ))
+            .and_then(|mut s| {
+                s.query_map(params![limit as i64], read)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(|e| self.sql(e))
         })
     }
 
