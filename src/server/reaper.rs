@@ -1,8 +1,10 @@
 //! Closes sessions that can no longer be open: those whose NAS stopped reporting
 //! (stale) and those whose token has run out (revoked, deactivated, expired, minutes
 //! used up) while the NAS sent no Stop; for the latter a Disconnect-Request is
-//! queued, so the NAS ends the session too. Runs on an interval; decisions use the
-//! injected clock.
+//! queued, so the NAS ends the session too. A session that already has a disconnect
+//! pending (an admin revoked its token, say) is the disconnector's until the NAS
+//! answers; if the NAS never does, the next pass queues one more and closes it.
+//! Runs on an interval; decisions use the injected clock.
 
 use super::Context;
 use crate::policy::{self, RejectReason};

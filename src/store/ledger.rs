@@ -374,9 +374,14 @@ impl Store {
     }
 
     /// Open sessions with their token, for the reaper's check of tokens that ran out.
+    /// Sessions with a Disconnect-Request still pending are left out: the disconnector
+    /// owns them until the NAS answers (an ACK closes them as `disconnected`).
     pub fn open_session_tokens(&self) -> Result<Vec<(i64, i64, Option<Mac>)>, StoreError> {
         self.with_conn(|conn| {
-            conn.prepare_cached("SELECT id, token_id, mac FROM sessions WHERE stopped_at IS NULL")
+            conn.prepare_cached(
+                "SELECT id, token_id, mac FROM sessions s WHERE stopped_at IS NULL \
+                 AND NOT EXISTS (SELECT 1 FROM disconnects d WHERE d.session_id = s.id AND d.finished_at IS NULL)",
+            )
                 .and_then(|mut s| {
                     s.query_map([], |r| {
                         let mac: Option<String> = r.get(2)?;

@@ -192,6 +192,9 @@ async fn revoke_disconnects_the_session_and_the_ack_closes_it() {
         .next_request(Duration::from_secs(5))
         .await
         .expect("a Disconnect-Request reaches the NAS");
+    // A reaper pass before the NAS answers leaves the session to the disconnector.
+    assert_eq!(pinradius::server::reap(&h.ctx).unwrap(), (0, 0));
+    assert_eq!(closed_by(&h, "81a00001"), None);
     assert_eq!(
         identity(&request),
         (
