@@ -229,7 +229,9 @@ pub struct Server {
 
 impl Server {
     /// Binds the auth and accounting listeners from the config (`auth_listen`,
-    /// `acct_listen`; port 0 in tests) and starts the ledger writer.
+    /// `acct_listen`; port 0 in tests), starts the ledger writer and runs the first
+    /// reaper pass (sessions that went stale or ran out while the server was down are
+    /// closed before the first request; later passes run every `reap_interval`).
     pub async fn bind(
         config: &Config,
         store: Arc<Store>,
@@ -246,9 +248,15 @@ impl Server {
             None => None,
         };
         let ledger = LedgerWriter::start(&store).map_err(std::io::Error::other)?;
-        let context = Context::new(config, store, clock).map_err(std::io::Error::other)?;
+        let context = Arc::new(Context::new(config, store, clock).map_err(std::io::Error::other)?);
+        let first = context.clone();
+        reaper::report(
+            tokio::task::spawn_blocking(move || reaper::reap(&first))
+                .await
+                .map_err(std::io::Error::other)?,
+        );
         Ok(Server {
-            context: Arc::new(context),
+            context,
             auth: Arc::new(auth),
             acct: Arc::new(acct),
             ledger,

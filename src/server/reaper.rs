@@ -13,7 +13,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub(super) async fn run(ctx: Arc<Context>, interval: Duration, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(interval);
+    // The first pass ran in `Server::bind`; the next one is an interval later.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -22,11 +23,18 @@ pub(super) async fn run(ctx: Arc<Context>, interval: Duration, mut stop: watch::
         }
         let worker = ctx.clone();
         match tokio::task::spawn_blocking(move || reap(&worker)).await {
-            Ok(Ok((0, 0))) => {}
-            Ok(Ok((stale, expired))) => tracing::info!(stale, expired, "closed sessions"),
-            Ok(Err(e)) => tracing::error!(error = %e, "reaper failed"),
+            Ok(pass) => report(pass),
             Err(e) => tracing::error!(error = %e, "reaper task failed"),
         }
+    }
+}
+
+/// Logs what a pass did (nothing when it closed nothing).
+pub(super) fn report(pass: Result<(usize, usize), crate::store::StoreError>) {
+    match pass {
+        Ok((0, 0)) => {}
+        Ok((stale, expired)) => tracing::info!(stale, expired, "closed sessions"),
+        Err(e) => tracing::error!(error = %e, "reaper failed"),
     }
 }
 
