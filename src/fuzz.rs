@@ -91,7 +91,13 @@ impl RequestPath {
             }
             return None;
         }
-        let answer = process_auth_datagram(&self.ctx, data, source, Instant::now())?;
+        let answer = process_auth_datagram(
+            &self.ctx,
+            data,
+            source,
+            Instant::now(),
+            self.ctx.store.read_point(),
+        )?;
         let p = protocol::validate(&answer).expect("our answers are valid packets");
         assert_eq!(
             p.attributes().next().map(|a| a.typ),

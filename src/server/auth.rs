@@ -1,16 +1,21 @@
 //! Access-Request and Status-Server on the auth port (RFC 2865, RFC 5997).
 
 use super::cache::{RequestKey, Seen};
+use super::datagrams::{ReceiveBatch, SendBatch};
 use super::{Context, Settings};
 use crate::config::{Client, PasswordMode};
 use crate::model::{AccessToken, Mac, TokenOwner, mask_code};
 use crate::policy::{self, Grant, RejectReason};
 use crate::protocol::{self, Code, Packet, PacketBuilder, attr};
-use crate::store::BindOutcome;
+use crate::store::{BindOutcome, ReadPoint};
 use chrono::{DateTime, SubsecRound, Utc};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Datagrams taken per receive call and answers sent per send call. Each thread owns
+/// one batch's buffers (32 x 4 KiB).
+const BATCH: usize = 32;
 
 /// What the receive loop does with a datagram.
 pub(super) enum Triage {
@@ -123,10 +128,12 @@ pub(super) fn serve_blocking(
     socket: &std::net::UdpSocket,
     halt: &std::sync::atomic::AtomicBool,
 ) {
-    let mut buf = vec![0u8; protocol::MAX_PACKET_LEN];
+    let mut batch = ReceiveBatch::new(BATCH, protocol::MAX_PACKET_LEN);
+    let mut sender = SendBatch::new(BATCH);
+    let mut answers: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(BATCH);
     while !halt.load(std::sync::atomic::Ordering::Relaxed) {
-        let (len, source) = match socket.recv_from(&mut buf) {
-            Ok(v) => v,
+        match batch.receive(socket) {
+            Ok(_) => {}
             Err(e)
                 if matches!(
                     e.kind(),
@@ -137,14 +144,21 @@ pub(super) fn serve_blocking(
             }
             Err(e) => {
                 // E.g. ECONNREFUSED from an ICMP error for an earlier reply.
-                tracing::debug!(error = %e, "recv_from failed; continuing");
+                tracing::debug!(error = %e, "recvmmsg failed; continuing");
                 continue;
             }
-        };
-        if let Some(answer) = process_auth_datagram(ctx, &buf[..len], source, Instant::now())
-            && let Err(e) = socket.send_to(&answer, source)
-        {
-            tracing::debug!(%source, error = %e, "send_to failed");
+        }
+        // Taken after the datagrams arrived: whatever was committed before any of
+        // them was sent is seen by all of them.
+        let (arrived, now) = (ctx.store.read_point(), Instant::now());
+        answers.clear();
+        for (datagram, source) in batch.datagrams() {
+            if let Some(answer) = process_auth_datagram(ctx, datagram, source, now, arrived) {
+                answers.push((answer, source));
+            }
+        }
+        for (n, e) in sender.send(socket, &answers) {
+            tracing::debug!(to = %answers[n].1, error = %e, "could not send an answer");
         }
     }
 }
@@ -156,6 +170,7 @@ pub fn process_auth_datagram(
     datagram: &[u8],
     source: SocketAddr,
     now: Instant,
+    arrived: ReadPoint,
 ) -> Option<Vec<u8>> {
     match triage(ctx, datagram, source, now) {
         Triage::Drop => None,
@@ -166,7 +181,7 @@ pub fn process_auth_datagram(
             key,
         } => {
             ctx.metrics.request("Access-Request", &client.name);
-            let answer = answer_access_request(ctx, &settings, &client, datagram);
+            let answer = answer_access_request(ctx, &settings, &client, datagram, arrived);
             match &answer {
                 Some(bytes) => ctx.cache.complete(key, Arc::from(bytes.as_slice())),
                 None => ctx.cache.abandon(key),
@@ -243,6 +258,7 @@ fn answer_access_request(
     settings: &Settings,
     client: &Client,
     request: &[u8],
+    arrived: ReadPoint,
 ) -> Option<Vec<u8>> {
     let packet = protocol::validate(request).ok()?;
     // Stored times are whole milliseconds; deciding on the same grain keeps a
@@ -258,7 +274,11 @@ fn answer_access_request(
     let device: Option<Mac> = station.and_then(|s| s.parse().ok());
     let creds = credentials(&packet, secret);
 
-    let outcome = match decide(ctx, settings, client, code, device, &creds, now) {
+    let arrival = Arrival {
+        now,
+        read_point: arrived,
+    };
+    let outcome = match decide(ctx, settings, client, code, device, &creds, arrival) {
         Ok(o) => o,
         Err(e) => {
             tracing::error!(client = %client.name, error = %e, "could not decide an Access-Request; not answering");
@@ -301,6 +321,14 @@ fn answer_access_request(
     Some(b.finish_response(packet.authenticator(), secret))
 }
 
+/// When a request is decided: the wall-clock time its rules are applied at, and the
+/// point its datagram arrived at, which its store reads must be at least as fresh as.
+#[derive(Debug, Clone, Copy)]
+struct Arrival {
+    now: DateTime<Utc>,
+    read_point: ReadPoint,
+}
+
 /// Decides a login, guarded against guessing: a locked-out device is refused before
 /// anything else; a wrong code or password counts against the device and the client.
 fn decide(
@@ -310,8 +338,9 @@ fn decide(
     code: Option<&str>,
     device: Option<Mac>,
     creds: &Credentials<'_>,
-    now: DateTime<Utc>,
+    arrival: Arrival,
 ) -> Result<Outcome, crate::store::StoreError> {
+    let now = arrival.now;
     if let Some(mac) = device
         && let Some(until) = ctx
             .guard
@@ -319,7 +348,7 @@ fn decide(
     {
         return Ok(Outcome::Reject(RejectReason::LockedOut { until }));
     }
-    let outcome = decide_login(ctx, settings, client, code, device, creds, now)?;
+    let outcome = decide_login(ctx, settings, client, code, device, creds, arrival)?;
     match &outcome {
         Outcome::Reject(reason) if reason.is_bad_credential() => {
             if ctx
@@ -342,8 +371,9 @@ fn decide_login(
     code: Option<&str>,
     device: Option<Mac>,
     creds: &Credentials<'_>,
-    now: DateTime<Utc>,
+    arrival: Arrival,
 ) -> Result<Outcome, crate::store::StoreError> {
+    let now = arrival.now;
     let Some(code) = code else {
         return Ok(Outcome::Reject(RejectReason::UnknownCode));
     };
@@ -351,6 +381,7 @@ fn decide_login(
         return Ok(Outcome::Reject(RejectReason::NoCredentials));
     }
     let Some((token, owner, usage)) = ctx.store.login_facts(
+        arrival.read_point,
         client.business_id,
         code,
         device,

@@ -8,6 +8,7 @@ mod acct;
 mod auth;
 mod cache;
 mod clients;
+pub mod datagrams;
 mod disconnect;
 mod guard;
 mod ratelog;

@@ -15,6 +15,7 @@ mod people;
 mod schema;
 mod tokens;
 
+pub use cache::ReadPoint;
 pub use disconnects::DisconnectRow;
 pub use ledger::{AcctOutcome, AcctRecord, AcctStatus, LedgerError, LedgerWriter, SessionRow};
 pub use lockouts::LockoutRow;
@@ -125,6 +126,12 @@ impl Store {
             _keepalive: Some(Mutex::new(conn)),
             facts_cache: cache::FactsCache::new(probe),
         })
+    }
+
+    /// Now, as the point a request's reads must be at least as fresh as: take it when
+    /// the request arrives and pass it to [`Store::login_facts`].
+    pub fn read_point(&self) -> ReadPoint {
+        self.facts_cache.read_point()
     }
 
     pub fn path(&self) -> &Path {

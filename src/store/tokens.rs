@@ -1,6 +1,6 @@
 //! Access tokens, their device bindings and the usage a login needs.
 
-use super::{Store, StoreError, ms};
+use super::{ReadPoint, Store, StoreError, ms};
 use crate::model::{AccessToken, Mac, NewAccessToken, TokenOwner, TokenUsage, mask_code};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
@@ -334,16 +334,18 @@ impl Store {
     ///
     /// Served from memory while the database is unchanged (SQLite's `data_version`,
     /// which moves with every commit of any other connection or process: an admin's
-    /// `token revoke` is seen by the very next request).
+    /// `token revoke` is seen by the very next request). `point` is when the request
+    /// arrived ([`Store::read_point`]): everything committed before it is seen.
     pub fn login_facts(
         &self,
+        point: ReadPoint,
         business_id: i64,
         code: &str,
         device: Option<Mac>,
         now: DateTime<Utc>,
         stale_before: DateTime<Utc>,
     ) -> Result<Option<(AccessToken, TokenOwner, TokenUsage)>, StoreError> {
-        let version = self.facts_cache.version(self)?;
+        let version = self.facts_cache.version_after(point, self)?;
         let facts = match self.facts_cache.get(version, business_id, code) {
             Some(hit) => hit,
             None => {
@@ -725,7 +727,10 @@ mod tests {
         let (dir, server) = store();
         let admin = Store::open(&dir.path().join("t.db")).unwrap(); // as the CLI would
         let id = server.create_token(&new("12345"), now()).unwrap();
-        let facts = |s: &Store| s.login_facts(1, "12345", None, now(), now()).unwrap();
+        let facts = |s: &Store| {
+            s.login_facts(s.read_point(), 1, "12345", None, now(), now())
+                .unwrap()
+        };
         assert!(facts(&server).unwrap().0.revoked_at.is_none());
         assert!(facts(&server).is_some(), "served from the cache");
         // A commit on another connection (another process) is seen by the next read.
@@ -734,14 +739,14 @@ mod tests {
         // Unknown codes are cached as unknown until a token with that code appears.
         assert!(
             server
-                .login_facts(1, "99999", None, now(), now())
+                .login_facts(server.read_point(), 1, "99999", None, now(), now())
                 .unwrap()
                 .is_none()
         );
         admin.create_token(&new("99999"), now()).unwrap();
         assert!(
             server
-                .login_facts(1, "99999", None, now(), now())
+                .login_facts(server.read_point(), 1, "99999", None, now(), now())
                 .unwrap()
                 .is_some()
         );
@@ -749,5 +754,29 @@ mod tests {
         let mac: Mac = "02:00:00:00:00:01".parse().unwrap();
         server.bind_device(id, mac, None, now()).unwrap();
         assert_eq!(facts(&server).unwrap().2.bound_devices, vec![mac]);
+    }
+
+    #[test]
+    fn one_data_version_read_serves_the_requests_that_arrived_before_it() {
+        let (dir, server) = store();
+        let admin = Store::open(&dir.path().join("t.db")).unwrap();
+        let id = server.create_token(&new("12345"), now()).unwrap();
+        let revoked = |s: &Store, point| {
+            s.login_facts(point, 1, "12345", None, now(), now())
+                .unwrap()
+                .unwrap()
+                .0
+                .revoked_at
+                .is_some()
+        };
+        // Two requests received in one batch share its point.
+        let batch = server.read_point();
+        assert!(!revoked(&server, batch));
+        admin.revoke_token(id, now()).unwrap();
+        // The second request of that batch arrived before the revoke committed: the
+        // batch's one read serves it (no second read of data_version).
+        assert!(!revoked(&server, batch));
+        // A request that arrives after the commit is answered from a newer read.
+        assert!(revoked(&server, server.read_point()));
     }
 }
