@@ -8,6 +8,7 @@
 # Knobs (environment): ROUNDS=5 DURATION=8 TOKENS=1000 DEVICES=1000 WINDOW=256 SOCKETS=2
 set -euo pipefail
 ROUNDS=${ROUNDS:-5}
+FR_THREADS=${FR_THREADS:-32}
 DURATION=${DURATION:-8}
 TOKENS=${TOKENS:-1000}
 DEVICES=${DEVICES:-1000}
@@ -53,8 +54,8 @@ make_raddb() { # $1 dir, $2 port, $3 authorize section
   rm -f "$1"/sites-enabled/* "$1"/mods-enabled/eap
   sed -i -e 's/^\s*user = .*/#&/' -e 's/^\s*group = .*/#&/' \
          -e "s|^\s*run_dir = .*|run_dir = $1|" -e "s|^\s*logdir = .*|logdir = $1|" \
-         -e 's/^\(\s*\)max_servers = .*/\1max_servers = 64/' -e 's/^\(\s*\)start_servers = .*/\1start_servers = 32/' \
-         -e 's/^\(\s*\)max_spare_servers = .*/\1max_spare_servers = 64/' -e 's/^\(\s*\)max_requests_per_server = .*/\1max_requests_per_server = 0/' \
+         -e "s/^\(\s*\)max_servers = .*/\1max_servers = $((FR_THREADS * 2))/" -e "s/^\(\s*\)start_servers = .*/\1start_servers = $FR_THREADS/" \
+         -e "s/^\(\s*\)max_spare_servers = .*/\1max_spare_servers = $((FR_THREADS * 2))/" -e 's/^\(\s*\)max_requests_per_server = .*/\1max_requests_per_server = 0/' \
          "$1/radiusd.conf"
   cat > "$1/clients.conf" <<CLIENTS
 client bench {
@@ -95,7 +96,7 @@ make_raddb "$WORK/raddb-sql" "$S_PORT" "sql"
 ln -sf ../mods-available/sql "$WORK/raddb-sql/mods-enabled/sql"
 sed -i -e 's/^\(\s*\)driver = .*/\1driver = "rlm_sql_sqlite"/' -e 's/^\(\s*\)dialect = .*/\1dialect = "sqlite"/' \
        -e "s|^\(\s*\)filename = .*|\1filename = \"$WORK/fr.db\"|" -e 's/^\(\s*\)read_clients = .*/\1read_clients = no/' \
-       -e 's/^\(\s*\)start = .*/\1start = 32/' -e 's/^\(\s*\)min = .*/\1min = 32/' -e 's/^\(\s*\)max = .*/\1max = 64/' \
+       -e "s/^\(\s*\)start = .*/\1start = $FR_THREADS/" -e "s/^\(\s*\)min = .*/\1min = $FR_THREADS/" -e "s/^\(\s*\)max = .*/\1max = $((FR_THREADS * 2))/" \
        "$WORK/raddb-sql/mods-available/sql"
 python3 - "$WORK/fr.db" "$TOKENS" /etc/freeradius/3.0/mods-config/sql/main/sqlite/schema.sql <<'PY'
 import sqlite3, sys

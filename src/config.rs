@@ -385,7 +385,8 @@ fn yes() -> bool {
 /// A validated client: what the server needs per NAS.
 #[derive(Debug, Clone)]
 pub struct Client {
-    pub name: String,
+    /// Shared (not copied) by every metric label and log line that names the client.
+    pub name: std::sync::Arc<str>,
     /// Exact address (a /32 or /128) or a CIDR range.
     pub network: IpNet,
     pub secret: Secret,
@@ -642,7 +643,7 @@ impl Config {
             if c.name.trim().is_empty() {
                 return Err(invalid(key("name"), &c.name, "must not be empty"));
             }
-            if clients.iter().any(|o: &Client| o.name == c.name) {
+            if clients.iter().any(|o: &Client| *o.name == *c.name) {
                 return Err(invalid(
                     key("name"),
                     &c.name,
@@ -672,7 +673,7 @@ impl Config {
             let mut merged: BTreeMap<String, EncodedAttribute> = common.iter().cloned().collect();
             merged.extend(own);
             clients.push(Client {
-                name: c.name.clone(),
+                name: c.name.as_str().into(),
                 network,
                 secret: c.secret.clone(),
                 business_id: c.business_id,

@@ -8,18 +8,19 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// The RADIUS code name: Access-Request, Accounting-Request, Status-Server.
     pub code: &'static str,
     /// The configured client's name.
-    pub client: String,
+    pub client: Arc<str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClientLabel {
-    pub client: String,
+    pub client: Arc<str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -167,11 +168,11 @@ impl Metrics {
         }
     }
 
-    pub fn request(&self, code: &'static str, client: &str) {
+    pub fn request(&self, code: &'static str, client: &Arc<str>) {
         self.requests
             .get_or_create(&RequestLabels {
                 code,
-                client: client.to_string(),
+                client: client.clone(),
             })
             .inc();
     }
@@ -206,8 +207,8 @@ mod tests {
     #[test]
     fn counts_show_in_the_text_format() {
         let m = Metrics::new();
-        m.request("Access-Request", "lobby");
-        m.request("Access-Request", "lobby");
+        m.request("Access-Request", &"lobby".into());
+        m.request("Access-Request", &"lobby".into());
         m.rejects
             .get_or_create(&ReasonLabel { reason: "expired" })
             .inc();

@@ -37,33 +37,36 @@ impl FromStr for Mac {
         let err = || MacParseError {
             value: s.to_string(),
         };
-        let t = s.trim();
-        let groups: Vec<&str> = if t.len() == 17 && (t.contains(':') || t.contains('-')) {
-            let sep = if t.contains(':') { ':' } else { '-' };
-            let g: Vec<&str> = t.split(sep).collect();
-            if g.len() != 6 || g.iter().any(|x| x.len() != 2) {
-                return Err(err());
-            }
-            g
-        } else if t.len() == 14 && t.contains('.') {
-            let g: Vec<&str> = t.split('.').collect();
-            if g.len() != 3 || g.iter().any(|x| x.len() != 4) {
-                return Err(err());
-            }
-            g
-        } else if t.len() == 12 {
-            vec![t]
-        } else {
-            return Err(err());
+        let t = s.trim().as_bytes();
+        // (separator, hex digits per group); a separator follows every group but the last.
+        let (sep, group) = match t.len() {
+            17 if matches!(t[2], b':' | b'-') => (Some(t[2]), 2),
+            14 => (Some(b'.'), 4),
+            12 => (None, 12),
+            _ => return Err(err()),
         };
-        let hex: String = groups.concat();
-        if hex.len() != 12 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(err());
-        }
         let mut out = [0u8; 6];
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| err())?;
+        let mut nibbles = 0;
+        for (i, &b) in t.iter().enumerate() {
+            if let Some(sep) = sep
+                && (i + 1) % (group + 1) == 0
+            {
+                if b != sep {
+                    return Err(err());
+                }
+                continue;
+            }
+            let v = match b {
+                b'0'..=b'9' => b - b'0',
+                b'a'..=b'f' => b - b'a' + 10,
+                b'A'..=b'F' => b - b'A' + 10,
+                _ => return Err(err()),
+            };
+            out[nibbles / 2] = (out[nibbles / 2] << 4) | v;
+            nibbles += 1;
         }
+        // Every non-separator position held a digit, so there are exactly twelve.
+        debug_assert_eq!(nibbles, 12);
         Ok(Mac(out))
     }
 }
@@ -103,9 +106,28 @@ pub const MAX_MINUTES: i64 = 52_560_000;
 
 /// Codes and PINs are credentials: logs show only the last two characters.
 pub fn mask_code(code: &str) -> String {
-    let n = code.chars().count();
-    let tail: String = code.chars().skip(n.saturating_sub(2)).collect();
-    format!("{}{}", "*".repeat(n.saturating_sub(2).max(3)), tail)
+    MaskedCode(Some(code)).to_string()
+}
+
+/// A code as logs show it ([`mask_code`]), or `-` for none; formats only when a log
+/// line is actually written, so a disabled level costs nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct MaskedCode<'a>(pub Option<&'a str>);
+
+impl fmt::Display for MaskedCode<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write;
+        let Some(code) = self.0 else {
+            return f.write_str("-");
+        };
+        let n = code.chars().count();
+        for _ in 0..n.saturating_sub(2).max(3) {
+            f.write_char('*')?;
+        }
+        code.chars()
+            .skip(n.saturating_sub(2))
+            .try_for_each(|c| f.write_char(c))
+    }
 }
 
 /// An access token as stored (the seed API object, SPEC section 1).
@@ -257,9 +279,39 @@ mod tests {
             "10.20.30.40",
             "a:bb:cc:dd:ee:fff",
             "aab.bccd.deeff",
+            "aa:bb:cc:dd:ee:+f",
+            "aa.bb.cc.dd.ee.ff",
+            "aabb:ccdd:eeff",
+            "aa:bb:cc:dd:ee:\u{e9}",
         ] {
             let e = s.parse::<Mac>().unwrap_err();
             assert!(e.to_string().contains(&format!("{s:?}")), "{e}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_spelling_of_any_mac_parses_to_it(bytes: [u8; 6], upper: bool) {
+            let hex: Vec<String> = bytes
+                .iter()
+                .map(|b| if upper { format!("{b:02X}") } else { format!("{b:02x}") })
+                .collect();
+            let joined = hex.concat();
+            for spelling in [
+                hex.join(":"),
+                hex.join("-"),
+                format!("{}.{}.{}", &joined[..4], &joined[4..8], &joined[8..]),
+                joined.clone(),
+            ] {
+                proptest::prop_assert_eq!(spelling.parse::<Mac>().unwrap(), Mac(bytes));
+            }
+        }
+
+        #[test]
+        fn parsing_any_text_never_panics_and_round_trips(s in "\\PC{0,20}") {
+            if let Ok(mac) = s.parse::<Mac>() {
+                proptest::prop_assert_eq!(mac.to_string().parse::<Mac>().unwrap(), mac);
+            }
         }
     }
 
@@ -268,5 +320,6 @@ mod tests {
         assert_eq!(mask_code("12345"), "***45");
         assert_eq!(mask_code("ab"), "***ab");
         assert_eq!(mask_code("longer-code-99"), "************99");
+        assert_eq!(MaskedCode(None).to_string(), "-");
     }
 }

@@ -4,7 +4,7 @@ use super::cache::{RequestKey, Seen};
 use super::datagrams::{ReceiveBatch, SendBatch};
 use super::{Context, Settings};
 use crate::config::{Client, PasswordMode};
-use crate::model::{AccessToken, Mac, TokenOwner, mask_code};
+use crate::model::{AccessToken, Mac, MaskedCode, TokenOwner};
 use crate::policy::{self, Grant, RejectReason};
 use crate::protocol::{self, Code, Packet, PacketBuilder, attr};
 use crate::store::{BindOutcome, ReadPoint};
@@ -285,7 +285,7 @@ fn answer_access_request(
             return None;
         }
     };
-    let masked = code.map(mask_code).unwrap_or_else(|| "-".into());
+    let masked = MaskedCode(code);
     let station = station.unwrap_or("-");
     let mut b;
     match &outcome {
@@ -435,7 +435,20 @@ fn decide_login(
 /// The Class value that lets accounting find the token again (RFC 2865 section 5.25:
 /// the NAS echoes it unmodified in Accounting-Requests).
 pub fn class_for_token(token_id: i64) -> String {
-    format!("pinradius:token={token_id}")
+    String::from_utf8_lossy(class_value(token_id, &mut [0; CLASS_LEN])).into_owned()
+}
+
+/// Room for `pinradius:token=` and any i64.
+const CLASS_LEN: usize = 40;
+
+/// The Class value written into `buf` (no allocation on the accept path).
+fn class_value(token_id: i64, buf: &mut [u8; CLASS_LEN]) -> &[u8] {
+    use std::io::Write;
+    let mut rest = &mut buf[..];
+    // 16 + at most 20 bytes: always fits.
+    let _ = write!(rest, "pinradius:token={token_id}");
+    let written = CLASS_LEN - rest.len();
+    &buf[..written]
 }
 
 fn encode_accept(
@@ -452,7 +465,7 @@ fn encode_accept(
     if let Some(interim) = reply.acct_interim_interval {
         b.add_u32(attr::ACCT_INTERIM_INTERVAL, interim)?;
     }
-    b.add(attr::CLASS, class_for_token(token.id).as_bytes())?;
+    b.add(attr::CLASS, class_value(token.id, &mut [0; CLASS_LEN]))?;
     for a in &client.reply_attributes {
         match a.vendor {
             Some(vendor) => b.add_vendor(vendor, a.number, &a.value)?,

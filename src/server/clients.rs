@@ -27,7 +27,7 @@ impl ClientTable {
 
     /// The client with this `name` (sessions remember their client by name).
     pub fn by_name(&self, name: &str) -> Option<&Arc<Client>> {
-        self.clients.iter().find(|c| c.name == name)
+        self.clients.iter().find(|c| &*c.name == name)
     }
 }
 
@@ -56,10 +56,10 @@ business_id = 2
         )
         .unwrap();
         let t = ClientTable::new(&cfg.clients);
-        assert_eq!(t.find("10.1.2.3".parse().unwrap()).unwrap().name, "exact");
-        assert_eq!(t.find("10.1.2.4".parse().unwrap()).unwrap().name, "range");
+        assert_eq!(t.find("10.1.2.3".parse().unwrap()).unwrap().name.as_ref(), "exact");
+        assert_eq!(t.find("10.1.2.4".parse().unwrap()).unwrap().name.as_ref(), "range");
         assert_eq!(
-            t.find("::ffff:10.1.2.3".parse().unwrap()).unwrap().name,
+            t.find("::ffff:10.1.2.3".parse().unwrap()).unwrap().name.as_ref(),
             "exact"
         );
         assert!(t.find("11.0.0.1".parse().unwrap()).is_none());

@@ -3,7 +3,7 @@
 //! running server), and a per-client failure rate that logs an attack once a minute
 //! instead of once a packet.
 
-use crate::model::{Mac, mask_code};
+use crate::model::{Mac, MaskedCode};
 use crate::policy::lockout::{DeviceFailures, LockoutRules};
 use crate::store::{LockoutRow, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -112,7 +112,7 @@ impl Guard {
             tracing::warn!(
                 client,
                 device = %mac,
-                code = %code.map(mask_code).unwrap_or_else(|| "-".into()),
+                code = %MaskedCode(code),
                 lockouts = locked.lockouts,
                 until = %until.to_rfc3339(),
                 "device locked out after {} failed logins",

@@ -36,8 +36,11 @@ const MAX_ENTRIES: usize = 200_000;
 struct State {
     /// The `data_version` the entries belong to.
     version: i64,
-    /// (business, code) -> facts, `None` for a code that does not exist.
-    entries: HashMap<(i64, String), Option<Arc<Facts>>>,
+    /// business -> code -> facts, `None` for a code that does not exist (two levels,
+    /// so a lookup borrows the code instead of allocating a key).
+    entries: HashMap<i64, HashMap<Box<str>, Option<Arc<Facts>>>>,
+    /// Codes held, over all businesses.
+    len: usize,
 }
 
 #[derive(Debug)]
@@ -107,13 +110,14 @@ impl FactsCache {
         // the cache on) misses without throwing the newer entries away.
         if version > state.version {
             state.entries.clear();
+            state.len = 0;
             state.version = version;
             return None;
         }
         if version < state.version {
             return None;
         }
-        state.entries.get(&(business_id, code.to_string())).cloned()
+        state.entries.get(&business_id)?.get(code).cloned()
     }
 
     pub(super) fn put(
@@ -127,9 +131,16 @@ impl FactsCache {
         if state.version != version {
             return; // the database moved on while these were read
         }
-        if state.entries.len() >= MAX_ENTRIES {
+        if state.len >= MAX_ENTRIES {
             state.entries.clear();
+            state.len = 0;
         }
-        state.entries.insert((business_id, code.to_string()), facts);
+        let added = state
+            .entries
+            .entry(business_id)
+            .or_default()
+            .insert(code.into(), facts)
+            .is_none();
+        state.len += usize::from(added);
     }
 }
