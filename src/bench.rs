@@ -89,15 +89,17 @@ impl std::fmt::Display for BenchReport {
     }
 }
 
-/// A Calling-Station-Id for device number `n`.
-pub fn device_mac(n: u32) -> String {
-    format!(
-        "02-42-{:02X}-{:02X}-{:02X}-{:02X}",
-        (n >> 24) & 0xff,
-        (n >> 16) & 0xff,
-        (n >> 8) & 0xff,
-        n & 0xff
-    )
+/// The Calling-Station-Id of device number `n`: `02-42-` and the number's four bytes in
+/// hex, without allocating (the load tool builds one per request, and its own cost is
+/// part of every figure it reports).
+fn device_mac_bytes(n: u32) -> [u8; 17] {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = *b"02-42-00-00-00-00";
+    for (i, byte) in n.to_be_bytes().into_iter().enumerate() {
+        out[6 + 3 * i] = HEX[usize::from(byte >> 4)];
+        out[7 + 3 * i] = HEX[usize::from(byte & 0xf)];
+    }
+    out
 }
 
 /// The code `bench seed` gives token number `n`.
@@ -150,7 +152,7 @@ fn build(
                 protocol::pap_encrypt(code.as_bytes(), secret, authenticator).unwrap_or_default();
             let _ = b.add(attr::USER_NAME, code.as_bytes());
             let _ = b.add(attr::USER_PASSWORD, &hidden);
-            let _ = b.add(attr::CALLING_STATION_ID, device_mac(device).as_bytes());
+            let _ = b.add(attr::CALLING_STATION_ID, &device_mac_bytes(device));
             b.finish_request(authenticator, secret)
         }
         Load::Acct => {
@@ -158,7 +160,7 @@ fn build(
             let _ = b.add_u32(attr::ACCT_STATUS_TYPE, 3);
             let _ = b.add(attr::ACCT_SESSION_ID, format!("bench-{device}").as_bytes());
             let _ = b.add(attr::USER_NAME, code.as_bytes());
-            let _ = b.add(attr::CALLING_STATION_ID, device_mac(device).as_bytes());
+            let _ = b.add(attr::CALLING_STATION_ID, &device_mac_bytes(device));
             let _ = b.add_u32(
                 attr::ACCT_SESSION_TIME,
                 (seq / u64::from(o.devices.max(1))) as u32,
@@ -397,4 +399,22 @@ pub fn echo(listen: SocketAddr, threads: u32) -> std::io::Result<()> {
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Mac;
+
+    #[test]
+    fn device_numbers_are_distinct_locally_administered_macs() {
+        let mac = |n| {
+            std::str::from_utf8(&device_mac_bytes(n))
+                .unwrap()
+                .parse::<Mac>()
+                .unwrap()
+        };
+        assert_eq!(mac(0x0102_0AFF).to_string(), "02:42:01:02:0A:FF");
+        assert_ne!(mac(1), mac(256));
+    }
 }

@@ -56,10 +56,19 @@ business_id = 2
         )
         .unwrap();
         let t = ClientTable::new(&cfg.clients);
-        assert_eq!(t.find("10.1.2.3".parse().unwrap()).unwrap().name.as_ref(), "exact");
-        assert_eq!(t.find("10.1.2.4".parse().unwrap()).unwrap().name.as_ref(), "range");
         assert_eq!(
-            t.find("::ffff:10.1.2.3".parse().unwrap()).unwrap().name.as_ref(),
+            t.find("10.1.2.3".parse().unwrap()).unwrap().name.as_ref(),
+            "exact"
+        );
+        assert_eq!(
+            t.find("10.1.2.4".parse().unwrap()).unwrap().name.as_ref(),
+            "range"
+        );
+        assert_eq!(
+            t.find("::ffff:10.1.2.3".parse().unwrap())
+                .unwrap()
+                .name
+                .as_ref(),
             "exact"
         );
         assert!(t.find("11.0.0.1".parse().unwrap()).is_none());
