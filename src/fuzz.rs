@@ -93,6 +93,7 @@ impl RequestPath {
         }
         let answer = process_auth_datagram(
             &self.ctx,
+            &self.ctx.settings(),
             data,
             source,
             Instant::now(),

@@ -53,6 +53,15 @@ pub struct ApiLabels {
     pub status: u16,
 }
 
+/// One client's request and accept counters (see `Metrics::client_counters`).
+#[derive(Debug, Clone, Default)]
+pub struct ClientCounters {
+    pub access_requests: Counter,
+    pub accounting_requests: Counter,
+    pub status_server: Counter,
+    pub accepts: Counter,
+}
+
 /// Request latency buckets, seconds: 50 us to 1 s.
 const LATENCY_BUCKETS: [f64; 13] = [
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
@@ -73,6 +82,9 @@ pub struct Metrics {
     pub retransmits: Family<PortLabel, Counter>,
     /// From a datagram's arrival to its answer, by port.
     pub latency: Family<PortLabel, Histogram>,
+    /// `latency` of each port, resolved once (the auth threads observe every request).
+    pub auth_latency: Histogram,
+    pub acct_latency: Histogram,
     /// Sessions open in the ledger; refreshed when scraped.
     pub open_sessions: Gauge,
     /// From handing an accounting record to the ledger writer to its durable commit.
@@ -152,8 +164,12 @@ impl Metrics {
             "HTTP API requests, by route and status",
             api_requests.clone(),
         );
+        let auth_latency = latency.get_or_create(&PortLabel { port: "auth" }).clone();
+        let acct_latency = latency.get_or_create(&PortLabel { port: "acct" }).clone();
         Self {
             registry,
+            auth_latency,
+            acct_latency,
             requests,
             accepts,
             rejects,
@@ -168,13 +184,29 @@ impl Metrics {
         }
     }
 
-    pub fn request(&self, code: &'static str, client: &Arc<str>) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                code,
-                client: client.clone(),
-            })
-            .inc();
+    /// The counters of one client, resolved once per config load so the request path
+    /// counts without looking a label set up (a counter handle shares its family's
+    /// value).
+    pub fn client_counters(&self, client: &Arc<str>) -> ClientCounters {
+        let request = |code| {
+            self.requests
+                .get_or_create(&RequestLabels {
+                    code,
+                    client: client.clone(),
+                })
+                .clone()
+        };
+        ClientCounters {
+            access_requests: request("Access-Request"),
+            accounting_requests: request("Accounting-Request"),
+            status_server: request("Status-Server"),
+            accepts: self
+                .accepts
+                .get_or_create(&ClientLabel {
+                    client: client.clone(),
+                })
+                .clone(),
+        }
     }
 
     pub fn dropped(&self, cause: &'static str) {
@@ -185,10 +217,9 @@ impl Metrics {
         self.retransmits.get_or_create(&PortLabel { port }).inc();
     }
 
-    pub fn observe_latency(&self, port: &'static str, since: std::time::Instant) {
-        self.latency
-            .get_or_create(&PortLabel { port })
-            .observe(since.elapsed().as_secs_f64());
+    /// Observes the time since `since` in `histogram`.
+    pub fn observe_since(histogram: &Histogram, since: std::time::Instant) {
+        histogram.observe(since.elapsed().as_secs_f64());
     }
 
     /// The Prometheus text exposition format.
@@ -207,13 +238,14 @@ mod tests {
     #[test]
     fn counts_show_in_the_text_format() {
         let m = Metrics::new();
-        m.request("Access-Request", &"lobby".into());
-        m.request("Access-Request", &"lobby".into());
+        let lobby = m.client_counters(&"lobby".into());
+        lobby.access_requests.inc();
+        m.client_counters(&"lobby".into()).access_requests.inc();
         m.rejects
             .get_or_create(&ReasonLabel { reason: "expired" })
             .inc();
         m.dropped("unknown_client");
-        m.observe_latency("auth", std::time::Instant::now());
+        Metrics::observe_since(&m.auth_latency, std::time::Instant::now());
         let text = m.encode();
         assert!(
             text.contains("pinradius_requests_total{code=\"Access-Request\",client=\"lobby\"} 2"),
@@ -229,6 +261,10 @@ mod tests {
         );
         assert!(
             text.contains("pinradius_request_duration_seconds_count{port=\"auth\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pinradius_accepts_total{client=\"lobby\"} 0"),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");

@@ -57,7 +57,9 @@ fn on_datagram(
     source: SocketAddr,
     now: Instant,
 ) {
-    let Some((client, packet)) = ctx.admit(&ctx.settings(), datagram, source, "accounting") else {
+    let settings = ctx.settings();
+    let Some((client, counters, packet)) = ctx.admit(&settings, datagram, source, "accounting")
+    else {
         return;
     };
     if packet.code() != Code::AccountingRequest {
@@ -101,7 +103,7 @@ fn on_datagram(
             return;
         }
     }
-    ctx.metrics.request("Accounting-Request", &client.name);
+    counters.accounting_requests.inc();
     let record = match record_of(
         &packet,
         &client.name,
@@ -150,7 +152,7 @@ fn on_datagram(
                 if let Err(e) = socket.send_to(&bytes, source).await {
                     tracing::debug!(%source, error = %e, "send_to failed");
                 }
-                ctx.metrics.observe_latency("acct", now);
+                crate::metrics::Metrics::observe_since(&ctx.metrics.acct_latency, now);
             }
             Err(e) => {
                 // Not durable, so not acknowledged: the NAS retransmits.

@@ -4,6 +4,7 @@ use super::cache::{RequestKey, Seen};
 use super::datagrams::{ReceiveBatch, SendBatch};
 use super::{Context, Settings};
 use crate::config::{Client, PasswordMode};
+use crate::metrics::ClientCounters;
 use crate::model::{AccessToken, Mac, MaskedCode, TokenOwner};
 use crate::policy::{self, Grant, RejectReason};
 use crate::protocol::{self, Code, Packet, PacketBuilder, attr};
@@ -18,23 +19,28 @@ use std::time::Instant;
 const BATCH: usize = 32;
 
 /// What the receive loop does with a datagram.
-pub(super) enum Triage {
+pub(super) enum Triage<'s> {
     /// Not for us, or not valid: no answer.
     Drop,
     /// Answered without a worker: Status-Server, or a retransmit's cached answer.
     Reply(Vec<u8>),
     /// A new, authentic Access-Request for a worker (recorded in flight under `key`).
     Work {
-        settings: Arc<Settings>,
-        client: Arc<Client>,
+        client: &'s Client,
+        counters: &'s ClientCounters,
         key: RequestKey,
     },
 }
 
 /// First look at a datagram, on the receive loop: everything that needs no I/O.
-pub(super) fn triage(ctx: &Context, datagram: &[u8], source: SocketAddr, now: Instant) -> Triage {
-    let settings = ctx.settings();
-    let Some((client, packet)) = ctx.admit(&settings, datagram, source, "auth") else {
+pub(super) fn triage<'s>(
+    ctx: &Context,
+    settings: &'s Settings,
+    datagram: &[u8],
+    source: SocketAddr,
+    now: Instant,
+) -> Triage<'s> {
+    let Some((client, counters, packet)) = ctx.admit(settings, datagram, source, "auth") else {
         return Triage::Drop;
     };
     let secret = client.secret.as_bytes();
@@ -53,7 +59,7 @@ pub(super) fn triage(ctx: &Context, datagram: &[u8], source: SocketAddr, now: In
                 );
                 return Triage::Drop;
             }
-            ctx.metrics.request("Status-Server", &client.name);
+            counters.status_server.inc();
             let mut b =
                 PacketBuilder::with_message_authenticator(Code::AccessAccept, packet.identifier());
             let _ = b.add(attr::REPLY_MESSAGE, b"pinradius up");
@@ -105,8 +111,8 @@ pub(super) fn triage(ctx: &Context, datagram: &[u8], source: SocketAddr, now: In
     };
     match ctx.cache.begin(key, now) {
         Seen::New => Triage::Work {
-            settings,
             client,
+            counters,
             key,
         },
         Seen::InFlight => {
@@ -149,11 +155,14 @@ pub(super) fn serve_blocking(
             }
         }
         // Taken after the datagrams arrived: whatever was committed before any of
-        // them was sent is seen by all of them.
+        // them was sent is seen by all of them, and so is a reload.
         let (arrived, now) = (ctx.store.read_point(), Instant::now());
+        let settings = ctx.settings();
         answers.clear();
         for (datagram, source) in batch.datagrams() {
-            if let Some(answer) = process_auth_datagram(ctx, datagram, source, now, arrived) {
+            if let Some(answer) =
+                process_auth_datagram(ctx, &settings, datagram, source, now, arrived)
+            {
                 answers.push((answer, source));
             }
         }
@@ -167,26 +176,27 @@ pub(super) fn serve_blocking(
 /// worker do together, without sockets. For the fuzzers and their corpus replay.
 pub fn process_auth_datagram(
     ctx: &Context,
+    settings: &Settings,
     datagram: &[u8],
     source: SocketAddr,
     now: Instant,
     arrived: ReadPoint,
 ) -> Option<Vec<u8>> {
-    match triage(ctx, datagram, source, now) {
+    match triage(ctx, settings, datagram, source, now) {
         Triage::Drop => None,
         Triage::Reply(bytes) => Some(bytes),
         Triage::Work {
-            settings,
             client,
+            counters,
             key,
         } => {
-            ctx.metrics.request("Access-Request", &client.name);
-            let answer = answer_access_request(ctx, &settings, &client, datagram, arrived);
+            counters.access_requests.inc();
+            let answer = answer_access_request(ctx, settings, client, counters, datagram, arrived);
             match &answer {
                 Some(bytes) => ctx.cache.complete(key, Arc::from(bytes.as_slice())),
                 None => ctx.cache.abandon(key),
             }
-            ctx.metrics.observe_latency("auth", now);
+            crate::metrics::Metrics::observe_since(&ctx.metrics.auth_latency, now);
             answer
         }
     }
@@ -257,6 +267,7 @@ fn answer_access_request(
     ctx: &Context,
     settings: &Settings,
     client: &Client,
+    counters: &ClientCounters,
     request: &[u8],
     arrived: ReadPoint,
 ) -> Option<Vec<u8>> {
@@ -292,12 +303,7 @@ fn answer_access_request(
         Outcome::Accept { token, grant } => {
             tracing::debug!(client = %client.name, code = %masked, station, token = token.id,
                 session_timeout = grant.session_timeout, limited_by = %grant.limited_by, "accept");
-            ctx.metrics
-                .accepts
-                .get_or_create(&crate::metrics::ClientLabel {
-                    client: client.name.clone(),
-                })
-                .inc();
+            counters.accepts.inc();
             b = PacketBuilder::with_message_authenticator(Code::AccessAccept, packet.identifier());
             encode_accept(&mut b, &settings.reply, client, token, grant).ok()?;
         }

@@ -1,8 +1,19 @@
 //! RFC 5080 section 2.2.2 duplicate detection: a retransmitted request (same source
 //! address and port, Identifier and Request Authenticator) gets the byte-identical
 //! response and is not processed again, so a retransmit never binds a device twice.
+//!
+//! Every request passes through here twice (begin, complete), from every auth thread,
+//! so the cache is built for that: the key is hashed once per call (foldhash, seeded
+//! per process, so a sender cannot choose colliding keys offline), the table is split
+//! into shards with a lock each, and entries are never removed one by one. Each shard
+//! keeps two generations: new entries go into the current one; when it is `ttl` old
+//! or full, the previous generation is dropped whole and the current one takes its
+//! place. An entry thus lives at least `ttl` (unless a flood fills the shard first,
+//! when the oldest go), and one older than `ttl` is never replayed.
 
-use std::collections::{HashMap, VecDeque};
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
+use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,78 +39,136 @@ pub enum Seen {
 
 #[derive(Debug)]
 struct Entry {
+    key: RequestKey,
     /// `None` while in flight.
     response: Option<Arc<[u8]>>,
-    /// When the entry was created; it expires `ttl` later.
+    /// When the entry was created; it is not replayed `ttl` later.
     created: Instant,
 }
 
-#[derive(Debug, Default)]
-struct Inner {
-    entries: HashMap<RequestKey, Entry>,
-    /// Insertion order, for expiry and eviction without scanning the map.
-    order: VecDeque<(Instant, RequestKey)>,
+#[derive(Debug)]
+struct Shard {
+    current: HashTable<Entry>,
+    previous: HashTable<Entry>,
+    /// When `current` started taking entries.
+    since: Instant,
+}
+
+impl Shard {
+    /// The entry for `key`, current generation first.
+    fn find_mut(&mut self, hash: u64, key: &RequestKey) -> Option<&mut Entry> {
+        let eq = |e: &Entry| e.key == *key;
+        match self.current.find_mut(hash, eq) {
+            Some(e) => Some(e),
+            None => self.previous.find_mut(hash, eq),
+        }
+    }
+
+    /// Drops the previous generation when the current one is `ttl` old or holds
+    /// `limit` entries; both when even the current one is past `ttl`.
+    fn rotate(&mut self, now: Instant, ttl: Duration, limit: usize) {
+        let age = now.saturating_duration_since(self.since);
+        if age >= ttl.saturating_mul(2) {
+            self.current.clear();
+            self.previous.clear();
+            self.since = now;
+        } else if age >= ttl || self.current.len() >= limit {
+            // The emptied table keeps its allocation for the next generation.
+            std::mem::swap(&mut self.current, &mut self.previous);
+            self.current.clear();
+            self.since = now;
+        }
+    }
 }
 
 /// Bounded in time (`ttl`) and size (`capacity`): under a flood the oldest entries go
 /// first, so memory stays flat.
 #[derive(Debug)]
 pub struct RetransmitCache {
-    inner: Mutex<Inner>,
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
     /// How long an answer is replayed; NASes retransmit within seconds.
     ttl: Duration,
-    /// Most entries kept at once.
-    capacity: usize,
+    /// Most entries in one generation of one shard.
+    per_generation: usize,
 }
+
+/// Entries per shard at full capacity, at least; fewer shards for small caches keep
+/// the bound tight.
+const MIN_SHARD_CAPACITY: usize = 4096;
+const MAX_SHARDS: usize = 16;
 
 impl RetransmitCache {
     pub fn new(ttl: Duration, capacity: usize) -> Self {
+        let capacity = capacity.max(2);
+        let shards = (capacity / MIN_SHARD_CAPACITY).clamp(1, MAX_SHARDS);
+        let now = Instant::now();
         Self {
-            inner: Mutex::new(Inner::default()),
+            shards: (0..shards)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        current: HashTable::new(),
+                        previous: HashTable::new(),
+                        since: now,
+                    })
+                })
+                .collect(),
+            hasher: RandomState::default(),
             ttl,
-            capacity: capacity.max(1),
+            per_generation: capacity / shards / 2,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    /// The key's hash and its shard, locked. The shard is chosen by bits the tables
+    /// use for neither bucket index (low bits) nor tag (top seven).
+    fn shard(&self, key: &RequestKey) -> (u64, std::sync::MutexGuard<'_, Shard>) {
+        let hash = self.hasher.hash_one(key);
+        let shard = &self.shards[(hash >> 32) as usize % self.shards.len()];
+        (hash, shard.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Looks `key` up, recording it as in flight when new.
     pub fn begin(&self, key: RequestKey, now: Instant) -> Seen {
-        let mut inner = self.lock();
-        // Expire from the front of the insertion order.
-        while let Some(&(created, k)) = inner.order.front() {
-            if now.saturating_duration_since(created) < self.ttl
-                && inner.order.len() < self.capacity
-            {
-                break;
+        let (hash, mut shard) = self.shard(&key);
+        shard.rotate(now, self.ttl, self.per_generation);
+        let ttl = self.ttl;
+        let eq = |e: &Entry| e.key == key;
+        let seen = |e: &Entry| match &e.response {
+            Some(r) => Seen::Answered(r.clone()),
+            None => Seen::InFlight,
+        };
+        if let Some(e) = shard.current.find_mut(hash, eq) {
+            if now.saturating_duration_since(e.created) < ttl {
+                return seen(e);
             }
-            inner.order.pop_front();
-            if inner.entries.get(&k).is_some_and(|e| e.created == created) {
-                inner.entries.remove(&k);
-            }
+            // Expired: the same key is a new request now.
+            e.response = None;
+            e.created = now;
+            return Seen::New;
         }
-        if let Some(e) = inner.entries.get(&key) {
-            return match &e.response {
-                Some(r) => Seen::Answered(r.clone()),
-                None => Seen::InFlight,
-            };
+        if let Some(e) = shard.previous.find(hash, eq)
+            && now.saturating_duration_since(e.created) < ttl
+        {
+            return seen(e);
         }
-        inner.entries.insert(
+        // New, or expired in the previous generation: recorded in the current one,
+        // which lookups search first.
+        let entry = Entry {
             key,
-            Entry {
-                response: None,
-                created: now,
-            },
-        );
-        inner.order.push_back((now, key));
+            response: None,
+            created: now,
+        };
+        let hasher = &self.hasher;
+        shard
+            .current
+            .insert_unique(hash, entry, |e| hasher.hash_one(e.key));
         Seen::New
     }
 
     /// Records the answer sent for `key`.
     pub fn complete(&self, key: RequestKey, response: Arc<[u8]>) {
-        if let Some(e) = self.lock().entries.get_mut(&key) {
+        let (hash, mut shard) = self.shard(&key);
+        if let Some(e) = shard.find_mut(hash, &key) {
             e.response = Some(response);
         }
     }
@@ -107,11 +176,24 @@ impl RetransmitCache {
     /// Forgets `key` (processing failed without an answer), so a retransmit is
     /// processed afresh.
     pub fn abandon(&self, key: RequestKey) {
-        self.lock().entries.remove(&key);
+        let (hash, mut shard) = self.shard(&key);
+        let eq = |e: &Entry| e.key == key;
+        if let Ok(e) = shard.current.find_entry(hash, eq) {
+            e.remove();
+        } else if let Ok(e) = shard.previous.find_entry(hash, eq) {
+            e.remove();
+        }
     }
 
+    /// Entries held (live or not yet dropped).
     pub fn len(&self) -> usize {
-        self.lock().entries.len()
+        self.shards
+            .iter()
+            .map(|s| {
+                let s = s.lock().unwrap_or_else(|e| e.into_inner());
+                s.current.len() + s.previous.len()
+            })
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -159,5 +241,75 @@ mod tests {
             c.begin(key(i), t0);
         }
         assert!(c.len() <= 11, "{}", c.len());
+    }
+
+    #[test]
+    fn entries_outlive_a_rotation_but_never_their_ttl() {
+        let ttl = Duration::from_secs(30);
+        let c = RetransmitCache::new(ttl, 1000);
+        let t0 = Instant::now() + Duration::from_secs(1);
+        let at = |s| t0 + Duration::from_secs(s);
+        assert!(matches!(c.begin(key(1), at(0)), Seen::New));
+        c.complete(key(1), Arc::from(&b"one"[..]));
+        assert!(matches!(c.begin(key(2), at(25)), Seen::New));
+        // key(3) at 31 s rotates: key(1) (expired) and key(2) move to the previous
+        // generation; key(2) is still answered from there until its own 30 s pass.
+        assert!(matches!(c.begin(key(3), at(31)), Seen::New));
+        assert!(matches!(c.begin(key(2), at(54)), Seen::InFlight));
+        c.complete(key(2), Arc::from(&b"two"[..]));
+        assert!(matches!(c.begin(key(2), at(54)), Seen::Answered(r) if &*r == b"two"));
+        assert!(matches!(c.begin(key(2), at(56)), Seen::New));
+        // Long idle: nothing old is replayed.
+        assert!(matches!(c.begin(key(3), at(500)), Seen::New));
+    }
+
+    proptest::proptest! {
+        /// Against a plain map of every key ever seen: with room for all of them, the
+        /// cache answers exactly as the map does, whatever the order and timing.
+        #[test]
+        fn behaves_like_a_map_with_expiry(
+            ops in proptest::collection::vec((0u8..3, 0u8..12, 0u64..20), 1..300),
+        ) {
+            let ttl = Duration::from_secs(30);
+            let c = RetransmitCache::new(ttl, 100_000);
+            let mut model: std::collections::HashMap<u8, (Instant, Option<u8>)> =
+                Default::default();
+            let mut now = Instant::now();
+            for (op, k, step) in ops {
+                now += Duration::from_secs(step);
+                match op {
+                    0 => {
+                        let expected = match model.get(&k) {
+                            Some((created, answer)) if now.duration_since(*created) < ttl => {
+                                answer.map_or("in flight", |_| "answered")
+                            }
+                            _ => {
+                                model.insert(k, (now, None));
+                                "new"
+                            }
+                        };
+                        let got = match c.begin(key(k), now) {
+                            Seen::New => "new",
+                            Seen::InFlight => "in flight",
+                            Seen::Answered(r) => {
+                                proptest::prop_assert_eq!(Some(r[0]), model[&k].1);
+                                "answered"
+                            }
+                        };
+                        proptest::prop_assert_eq!(got, expected);
+                    }
+                    1 => {
+                        c.complete(key(k), Arc::from(&[k][..]));
+                        if let Some(e) = model.get_mut(&k) {
+                            e.1 = Some(k);
+                        }
+                    }
+                    _ => {
+                        c.abandon(key(k));
+                        model.remove(&k);
+                    }
+                }
+            }
+        }
     }
 }

@@ -1,33 +1,43 @@
 //! Which NAS sent a datagram: exact addresses and CIDR ranges, most specific first.
 
 use crate::config::Client;
+use crate::metrics::{ClientCounters, Metrics};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 /// The configured clients, ordered so the longest prefix matches first (an exact
-/// address beats the range around it).
+/// address beats the range around it), each with its metric counters.
 #[derive(Debug, Clone, Default)]
 pub struct ClientTable {
-    clients: Vec<Arc<Client>>,
+    clients: Vec<(Arc<Client>, ClientCounters)>,
 }
 
 impl ClientTable {
-    pub fn new(clients: &[Client]) -> Self {
-        let mut clients: Vec<Arc<Client>> = clients.iter().cloned().map(Arc::new).collect();
-        clients.sort_by_key(|c| std::cmp::Reverse(c.network.prefix_len()));
+    pub fn new(clients: &[Client], metrics: &Metrics) -> Self {
+        let mut clients: Vec<_> = clients
+            .iter()
+            .map(|c| (Arc::new(c.clone()), metrics.client_counters(&c.name)))
+            .collect();
+        clients.sort_by_key(|(c, _)| std::cmp::Reverse(c.network.prefix_len()));
         Self { clients }
     }
 
-    /// The client for `ip`; an IPv4-mapped IPv6 source (dual-stack socket) is
-    /// matched as the IPv4 address it is.
-    pub fn find(&self, ip: IpAddr) -> Option<&Arc<Client>> {
+    /// The client for `ip` and its counters; an IPv4-mapped IPv6 source (dual-stack
+    /// socket) is matched as the IPv4 address it is.
+    pub fn find(&self, ip: IpAddr) -> Option<(&Arc<Client>, &ClientCounters)> {
         let ip = ip.to_canonical();
-        self.clients.iter().find(|c| c.network.contains(&ip))
+        self.clients
+            .iter()
+            .find(|(c, _)| c.network.contains(&ip))
+            .map(|(c, counters)| (c, counters))
     }
 
     /// The client with this `name` (sessions remember their client by name).
     pub fn by_name(&self, name: &str) -> Option<&Arc<Client>> {
-        self.clients.iter().find(|c| &*c.name == name)
+        self.clients
+            .iter()
+            .map(|(c, _)| c)
+            .find(|c| &*c.name == name)
     }
 }
 
@@ -55,18 +65,20 @@ business_id = 2
 "#,
         )
         .unwrap();
-        let t = ClientTable::new(&cfg.clients);
+        let metrics = Metrics::new();
+        let t = ClientTable::new(&cfg.clients, &metrics);
         assert_eq!(
-            t.find("10.1.2.3".parse().unwrap()).unwrap().name.as_ref(),
+            t.find("10.1.2.3".parse().unwrap()).unwrap().0.name.as_ref(),
             "exact"
         );
         assert_eq!(
-            t.find("10.1.2.4".parse().unwrap()).unwrap().name.as_ref(),
+            t.find("10.1.2.4".parse().unwrap()).unwrap().0.name.as_ref(),
             "range"
         );
         assert_eq!(
             t.find("::ffff:10.1.2.3".parse().unwrap())
                 .unwrap()
+                .0
                 .name
                 .as_ref(),
             "exact"

@@ -7,7 +7,8 @@ use crate::model::{Mac, MaskedCode};
 use crate::policy::lockout::{DeviceFailures, LockoutRules};
 use crate::store::{LockoutRow, Store, StoreError};
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+// foldhash, seeded per process: these maps are keyed by what senders choose.
+use foldhash::HashMap;
 use std::sync::Mutex;
 
 /// Devices tracked in memory at most; under a flood of random MACs the records that

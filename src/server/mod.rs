@@ -69,9 +69,9 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_config(config: &Config) -> Self {
+    pub fn from_config(config: &Config, metrics: &crate::metrics::Metrics) -> Self {
         Self {
-            clients: ClientTable::new(&config.clients),
+            clients: ClientTable::new(&config.clients, metrics),
             reply: ReplySettings {
                 idle_timeout: config.idle_timeout,
                 acct_interim_interval: config.acct_interim_interval,
@@ -122,10 +122,11 @@ impl Context {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, crate::store::StoreError> {
         let guard = Guard::load(&store, clock.now())?;
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         Ok(Self {
             store,
             clock,
-            settings: RwLock::new(Arc::new(Settings::from_config(config))),
+            settings: RwLock::new(Arc::new(Settings::from_config(config, &metrics))),
             started_with: (
                 config.auth_listen,
                 config.acct_listen,
@@ -142,7 +143,7 @@ impl Context {
             reap_interval: Duration::from_secs(config.reap_interval_seconds),
             drop_log: LogLimiter::new(Duration::from_secs(10)),
             guard,
-            metrics: Arc::new(crate::metrics::Metrics::new()),
+            metrics,
             disconnect_wake: tokio::sync::Notify::new(),
         })
     }
@@ -167,21 +168,25 @@ impl Context {
             );
         }
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) =
-            Arc::new(Settings::from_config(config));
+            Arc::new(Settings::from_config(config, &self.metrics));
         tracing::info!(clients = config.clients.len(), "configuration reloaded");
     }
 
     /// The first checks of any datagram, on the receive loop: it comes from a
     /// configured client and is a well-formed RADIUS packet. Anything else is dropped
     /// (and logged at a bounded rate), never answered.
-    pub(crate) fn admit<'a>(
+    pub(crate) fn admit<'s, 'a>(
         &self,
-        settings: &Settings,
+        settings: &'s Settings,
         datagram: &'a [u8],
         source: SocketAddr,
         port: &str,
-    ) -> Option<(Arc<crate::config::Client>, crate::protocol::Packet<'a>)> {
-        let Some(client) = settings.clients.find(source.ip()).cloned() else {
+    ) -> Option<(
+        &'s Arc<crate::config::Client>,
+        &'s crate::metrics::ClientCounters,
+        crate::protocol::Packet<'a>,
+    )> {
+        let Some((client, counters)) = settings.clients.find(source.ip()) else {
             self.log_drop(
                 "unknown_client",
                 source,
@@ -190,7 +195,7 @@ impl Context {
             return None;
         };
         match crate::protocol::validate(datagram) {
-            Ok(packet) => Some((client, packet)),
+            Ok(packet) => Some((client, counters, packet)),
             Err(e) => {
                 self.log_drop(
                     "malformed",

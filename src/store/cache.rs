@@ -19,7 +19,8 @@
 use super::tokens::Facts;
 use super::{Store, StoreError};
 use rusqlite::Connection;
-use std::collections::HashMap;
+// foldhash, seeded per process: these maps are keyed by what senders choose.
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
