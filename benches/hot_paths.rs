@@ -65,7 +65,7 @@ fn hot_paths(c: &mut Criterion) {
         revoked_at: None,
     };
     let usage = TokenUsage {
-        bound_devices: vec!["AA:BB:CC:DD:EE:01".parse().unwrap()],
+        bound_devices: ["AA:BB:CC:DD:EE:01".parse().unwrap()].into(),
         used_seconds: 600,
         ..Default::default()
     };

@@ -237,8 +237,9 @@ pub enum TokenOwner {
 /// What the store knows about a token's use, gathered in one read for a login.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TokenUsage {
-    /// Distinct devices bound so far.
-    pub bound_devices: Vec<Mac>,
+    /// Distinct devices bound so far (shared with the store's cache, not copied per
+    /// login).
+    pub bound_devices: std::sync::Arc<[Mac]>,
     /// Seconds consumed by the token's sessions (accounting ledger).
     pub used_seconds: u64,
     /// Open sessions of the token on devices other than the one logging in.

@@ -372,7 +372,7 @@ pub fn token_json(token: &AccessToken, usage: &TokenUsage) -> serde_json::Value 
     if let Some(o) = v.as_object_mut() {
         o.insert(
             "bound_devices".into(),
-            serde_json::to_value(&usage.bound_devices).unwrap_or_default(),
+            serde_json::to_value(&*usage.bound_devices).unwrap_or_default(),
         );
         o.insert("used_seconds".into(), usage.used_seconds.into());
         o.insert(

@@ -513,7 +513,7 @@ mod tests {
         let mut t = token();
         t.device_limit = Some(2);
         let usage = TokenUsage {
-            bound_devices: vec![mac(1), mac(2)],
+            bound_devices: [mac(1), mac(2)].into(),
             ..Default::default()
         };
         let g = decide(now(), &t, STANDALONE, &usage, Some(mac(2)), &RULES).unwrap();
@@ -530,7 +530,7 @@ mod tests {
             Err(RejectReason::NoDevice)
         );
         let one = TokenUsage {
-            bound_devices: vec![mac(1)],
+            bound_devices: [mac(1)].into(),
             ..Default::default()
         };
         assert_eq!(
@@ -683,7 +683,7 @@ mod tests {
         t.device_limit = Some(2);
         let owner = visitor(Some(now()));
         let two = TokenUsage {
-            bound_devices: vec![mac(1), mac(2)],
+            bound_devices: [mac(1), mac(2)].into(),
             ..Default::default()
         };
         assert!(decide(now(), &t, owner, &two, Some(mac(1)), &RULES).is_ok());
@@ -711,7 +711,7 @@ mod tests {
             (86_400, BindingLimit::CustomerSession, Some(3))
         );
         let three = TokenUsage {
-            bound_devices: vec![mac(1), mac(2), mac(3)],
+            bound_devices: [mac(1), mac(2), mac(3)].into(),
             ..Default::default()
         };
         assert_eq!(

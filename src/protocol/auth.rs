@@ -163,24 +163,53 @@ pub fn verify_response(
 /// b1 = MD5(S + RA), p1 = c1 xor b1, bi = MD5(S + c(i-1)), pi = ci xor bi.
 /// The NUL padding is removed. `hidden` is 16..=128 bytes, a multiple of 16, as
 /// [`super::validate`] guarantees; other lengths return `None`.
-pub fn pap_decrypt(hidden: &[u8], secret: &[u8], authenticator: &[u8; 16]) -> Option<Vec<u8>> {
+pub fn pap_decrypt(hidden: &[u8], secret: &[u8], authenticator: &[u8; 16]) -> Option<Password> {
     if hidden.is_empty() || !hidden.len().is_multiple_of(16) || hidden.len() > 128 {
         return None;
     }
-    let mut out = Vec::with_capacity(hidden.len());
+    let mut out = Password {
+        bytes: [0; 128],
+        len: 0,
+    };
     let mut prev: &[u8] = authenticator;
-    for chunk in hidden.chunks_exact(16) {
+    for (chunk, plain) in hidden.chunks_exact(16).zip(out.bytes.chunks_exact_mut(16)) {
         let mut md5 = Md5::new();
         md5.update(secret);
         md5.update(prev);
         let b = md5.finalize();
-        out.extend(chunk.iter().zip(b.iter()).map(|(c, b)| c ^ b));
+        for ((p, c), b) in plain.iter_mut().zip(chunk).zip(b.iter()) {
+            *p = c ^ b;
+        }
         prev = chunk;
     }
-    while out.last() == Some(&0) {
-        out.pop();
-    }
+    let len = out.bytes[..hidden.len()]
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |last| last + 1);
+    out.len = len as u8; // at most 128
     Some(out)
+}
+
+/// A revealed User-Password (at most 128 octets), kept on the stack: the accept
+/// path allocates nothing for it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password {
+    bytes: [u8; 128],
+    len: u8,
+}
+
+impl std::ops::Deref for Password {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Password({} octets)", self.len)
+    }
 }
 
 /// Hides a password per RFC 2865 section 5.2, padding with NULs to a multiple of 16.
@@ -261,7 +290,7 @@ mod tests {
             let pw: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
             let hidden = pap_encrypt(&pw, b"secret", &auth).unwrap();
             assert_eq!(hidden.len(), len.div_ceil(16).max(1) * 16);
-            assert_eq!(pap_decrypt(&hidden, b"secret", &auth).unwrap(), pw);
+            assert_eq!(&*pap_decrypt(&hidden, b"secret", &auth).unwrap(), &pw[..]);
         }
         assert!(pap_encrypt(&[b'x'; 129], b"s", &auth).is_none());
         assert!(pap_decrypt(&[0u8; 15], b"s", &auth).is_none());
@@ -279,7 +308,7 @@ mod tests {
         let p = validate(&request).unwrap();
         let hidden = p.value(attr::USER_PASSWORD).unwrap();
         assert_eq!(
-            pap_decrypt(hidden, b"xyzzy5461", p.authenticator()).unwrap(),
+            &*pap_decrypt(hidden, b"xyzzy5461", p.authenticator()).unwrap(),
             b"arctangent"
         );
         assert_eq!(

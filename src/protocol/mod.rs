@@ -23,7 +23,7 @@ mod vsa;
 mod proptests;
 
 pub use auth::{
-    accounting_request_authenticator, chap_matches, message_authenticator_for_request,
+    Password, accounting_request_authenticator, chap_matches, message_authenticator_for_request,
     message_authenticator_for_response, pap_decrypt, pap_encrypt, response_authenticator,
     verify_accounting_request, verify_message_authenticator, verify_response,
 };

@@ -123,6 +123,6 @@ proptest! {
     ) {
         let hidden = pap_encrypt(&password, &secret, &auth).unwrap();
         prop_assert_eq!(hidden.len() % 16, 0);
-        prop_assert_eq!(pap_decrypt(&hidden, &secret, &auth).unwrap(), password);
+        prop_assert_eq!(&*pap_decrypt(&hidden, &secret, &auth).unwrap(), &password[..]);
     }
 }

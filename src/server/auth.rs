@@ -8,7 +8,7 @@ use crate::metrics::ClientCounters;
 use crate::model::{AccessToken, Mac, MaskedCode, TokenOwner};
 use crate::policy::{self, Grant, RejectReason};
 use crate::protocol::{self, Code, Packet, PacketBuilder, attr};
-use crate::store::{BindOutcome, ReadPoint};
+use crate::store::{BindOutcome, ReadPoint, SharedToken};
 use chrono::{DateTime, SubsecRound, Utc};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -205,7 +205,7 @@ pub fn process_auth_datagram(
 /// The credentials of an Access-Request (RFC 2865 section 4.1: User-Password or
 /// CHAP-Password, not both).
 enum Credentials<'a> {
-    Pap(Vec<u8>),
+    Pap(protocol::Password),
     Chap {
         response: &'a [u8],
         challenge: &'a [u8],
@@ -238,9 +238,7 @@ fn password_matches(mode: PasswordMode, creds: &Credentials<'_>, code: &str) -> 
     match (mode, creds) {
         (_, Credentials::None) => false,
         (PasswordMode::Any, _) => true,
-        (PasswordMode::Code, Credentials::Pap(p)) => {
-            bool::from(p.as_slice().ct_eq(code.as_bytes()))
-        }
+        (PasswordMode::Code, Credentials::Pap(p)) => bool::from(p.ct_eq(code.as_bytes())),
         (
             PasswordMode::Code,
             Credentials::Chap {
@@ -253,10 +251,7 @@ fn password_matches(mode: PasswordMode, creds: &Credentials<'_>, code: &str) -> 
 
 /// The outcome of one login, before encoding.
 enum Outcome {
-    Accept {
-        token: Box<AccessToken>,
-        grant: Grant,
-    },
+    Accept { token: SharedToken, grant: Grant },
     Reject(RejectReason),
 }
 
@@ -432,10 +427,7 @@ fn decide_login(
         }
         tracing::info!(client = %client.name, token = token.id, visitor = visitor_id, "visitor checked in by first Wi-Fi login");
     }
-    Ok(Outcome::Accept {
-        token: Box::new(token),
-        grant,
-    })
+    Ok(Outcome::Accept { token, grant })
 }
 
 /// The Class value that lets accounting find the token again (RFC 2865 section 5.25:

@@ -20,7 +20,7 @@ pub use disconnects::DisconnectRow;
 pub use ledger::{AcctOutcome, AcctRecord, AcctStatus, LedgerError, LedgerWriter, SessionRow};
 pub use lockouts::LockoutRow;
 pub use people::VisitorTokenSettings;
-pub use tokens::BindOutcome;
+pub use tokens::{BindOutcome, SharedToken};
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};

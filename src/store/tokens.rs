@@ -344,7 +344,7 @@ impl Store {
         device: Option<Mac>,
         now: DateTime<Utc>,
         stale_before: DateTime<Utc>,
-    ) -> Result<Option<(AccessToken, TokenOwner, TokenUsage)>, StoreError> {
+    ) -> Result<Option<(SharedToken, TokenOwner, TokenUsage)>, StoreError> {
         let version = self.facts_cache.version_after(point, self)?;
         let facts = match self.facts_cache.get(version, business_id, code) {
             Some(hit) => hit,
@@ -360,7 +360,10 @@ impl Store {
                 read
             }
         };
-        Ok(facts.map(|f| (f.0.clone(), f.1, f.2.at(device, now, stale_before))))
+        Ok(facts.map(|f| {
+            let (owner, usage) = (f.1, f.2.at(device, now, stale_before));
+            (SharedToken(f), owner, usage)
+        }))
     }
 
     /// The same by token id, read from the database (the reaper's check of open
@@ -560,7 +563,7 @@ fn usage(
 /// asking, so it can be cached until the database changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct RawUsage {
-    bound_devices: Vec<Mac>,
+    bound_devices: std::sync::Arc<[Mac]>,
     used_seconds: u64,
     /// Open sessions: their device and last update (ms).
     open: Vec<(Option<Mac>, i64)>,
@@ -611,7 +614,7 @@ fn raw_usage(conn: &Connection, token_id: i64) -> rusqlite::Result<RawUsage> {
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(RawUsage {
-        bound_devices,
+        bound_devices: bound_devices.into(),
         used_seconds: u64::try_from(used_seconds).unwrap_or(0),
         open,
     })
@@ -619,6 +622,18 @@ fn raw_usage(conn: &Connection, token_id: i64) -> rusqlite::Result<RawUsage> {
 
 /// A token with its owner and raw usage: what the facts cache keeps.
 pub(super) type Facts = (AccessToken, TokenOwner, RawUsage);
+
+/// A token as a login reads it: shared with the facts cache, not copied per request.
+#[derive(Debug, Clone)]
+pub struct SharedToken(std::sync::Arc<Facts>);
+
+impl std::ops::Deref for SharedToken {
+    type Target = AccessToken;
+
+    fn deref(&self) -> &AccessToken {
+        &self.0.0
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -753,7 +768,7 @@ mod tests {
         // The server's own writes (other pooled connections) count too.
         let mac: Mac = "02:00:00:00:00:01".parse().unwrap();
         server.bind_device(id, mac, None, now()).unwrap();
-        assert_eq!(facts(&server).unwrap().2.bound_devices, vec![mac]);
+        assert_eq!(*facts(&server).unwrap().2.bound_devices, [mac]);
     }
 
     #[test]
