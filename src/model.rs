@@ -38,19 +38,17 @@ impl FromStr for Mac {
             value: s.to_string(),
         };
         let t = s.trim().as_bytes();
-        // (separator, hex digits per group); a separator follows every group but the last.
-        let (sep, group) = match t.len() {
-            17 if matches!(t[2], b':' | b'-') => (Some(t[2]), 2),
-            14 => (Some(b'.'), 4),
-            12 => (None, 12),
+        // The separator and the positions it must hold (a bit each).
+        let (sep, at) = match t.len() {
+            17 if matches!(t[2], b':' | b'-') => (t[2], 0b100_1001_0010_0100u32),
+            14 => (b'.', 0b10_0001_0000),
+            12 => (0, 0),
             _ => return Err(err()),
         };
         let mut out = [0u8; 6];
         let mut nibbles = 0;
         for (i, &b) in t.iter().enumerate() {
-            if let Some(sep) = sep
-                && (i + 1) % (group + 1) == 0
-            {
+            if at >> i & 1 == 1 {
                 if b != sep {
                     return Err(err());
                 }
