@@ -10,9 +10,9 @@
 //! answers for it.
 
 use crate::protocol::{self, Code, PacketBuilder, attr};
-use crate::server::datagrams::{ReceiveBatch, SendBatch};
+use crate::server::datagrams::{ReceiveBatch, SendBatch, stamp_arrivals};
 use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// What to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,13 +119,23 @@ fn random_authenticator(state: &mut u64) -> [u8; 16] {
     out
 }
 
+/// Paced runs send what has fallen due at most once per tick, as one batch, instead of
+/// one request per wake-up: at 60,000/s that was a timer wake-up and a send call per
+/// request, and the load tool took most of a core of the two it shares with the
+/// server. Each request is stamped when its batch is sent.
+const PACE_TICK: Duration = Duration::from_micros(100);
+
 struct Outstanding {
     sent_at: Instant,
+    /// The same moment on the clock the kernel stamps arrivals with.
+    sent_wall: SystemTime,
     authenticator: [u8; 16],
 }
 
 struct Worker {
     sock: UdpSocket,
+    /// Whether the kernel stamps the socket's arrivals.
+    timed: bool,
     slots: Vec<Option<Outstanding>>,
     next_id: u8,
     in_flight: u32,
@@ -184,14 +194,21 @@ impl Worker {
         let mut seq = first_seq;
         let started = Instant::now();
         let socket_rate = o.rate.map(|r| r / stride as f64);
-        let mut batch = ReceiveBatch::new(64, 4096);
+        let timed = self.timed;
+        let mut batch = if timed {
+            ReceiveBatch::with_timestamps(64, 4096)
+        } else {
+            ReceiveBatch::new(64, 4096)
+        };
         let mut sender = SendBatch::new(64);
         let mut out: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(per_socket as usize);
         let mut building: Vec<u8> = Vec::with_capacity(per_socket as usize);
         let mut last_sweep = Instant::now();
+        // Paced: when the next burst of due requests may go (see PACE_TICK).
+        let mut next_burst = started;
         loop {
             let now = Instant::now();
-            let sending = now < deadline;
+            let sending = now < deadline && (socket_rate.is_none() || now >= next_burst);
             let paced_out = |sent: u64| {
                 socket_rate.is_some_and(|r| sent as f64 >= started.elapsed().as_secs_f64() * r)
             };
@@ -216,15 +233,18 @@ impl Worker {
                 // Reserved now; stamped when sent.
                 self.slots[usize::from(id)] = Some(Outstanding {
                     sent_at: now,
+                    sent_wall: SystemTime::UNIX_EPOCH,
                     authenticator,
                 });
             }
             if !out.is_empty() {
-                let sent_at = Instant::now();
+                let (sent_at, sent_wall) = (Instant::now(), SystemTime::now());
+                next_burst = sent_at + PACE_TICK;
                 let failed = sender.send(&self.sock, &out);
                 for &id in &building {
                     if let Some(s) = self.slots[usize::from(id)].as_mut() {
                         s.sent_at = sent_at;
+                        s.sent_wall = sent_wall;
                     }
                 }
                 // What the kernel refused was never in flight.
@@ -235,7 +255,7 @@ impl Worker {
                 self.in_flight += sent as u32;
                 self.report.sent += sent as u64;
             }
-            if !sending && self.in_flight == 0 {
+            if now >= deadline && self.in_flight == 0 {
                 break;
             }
             if now.duration_since(last_sweep) > Duration::from_millis(100) {
@@ -250,36 +270,57 @@ impl Worker {
                         self.report.lost += 1;
                     }
                 }
-                if !sending && now > deadline + o.timeout {
+                if now >= deadline && now > deadline + o.timeout {
                     break;
                 }
             }
-            // Paced: wait for answers only until the next request is due (ppoll's
-            // timer is precise to microseconds; a socket read timeout is not). Sending
-            // what fell due while blocked in one burst would queue it at the server
-            // and report that queue as latency.
-            if let Some(rate) = socket_rate.filter(|_| sending) {
+            // Paced: sleep until the next burst is due, then take every answer that
+            // came meanwhile. Answers are timed by their kernel arrival stamps, so the
+            // wait does not count as latency; waking per answer would (and would take
+            // the CPU the server needs). The timer is precise to microseconds; a socket
+            // read timeout is not.
+            if let Some(rate) = socket_rate.filter(|_| now < deadline) {
                 let due = started + Duration::from_secs_f64((self.report.sent + 1) as f64 / rate);
                 let wait = due
+                    .max(next_burst)
                     .saturating_duration_since(Instant::now())
                     .min(Duration::from_millis(20));
-                if !readable_within(&self.sock, wait) {
+                if timed {
+                    std::thread::sleep(wait);
+                } else if !readable_within(&self.sock, wait) {
+                    // Without stamps an answer is timed when read: wake for it.
                     continue;
                 }
+                while readable_within(&self.sock, Duration::ZERO) {
+                    if batch.receive(&self.sock).is_err() {
+                        break;
+                    }
+                    let received = Instant::now();
+                    for (datagram, _, arrived) in batch.timed_datagrams() {
+                        self.answer(o, datagram, received, arrived);
+                    }
+                }
+                continue;
             }
             if batch.receive(&self.sock).is_err() {
                 continue;
             }
             let received = Instant::now();
-            for (datagram, _) in batch.datagrams() {
-                self.answer(o, datagram, received);
+            for (datagram, _, arrived) in batch.timed_datagrams() {
+                self.answer(o, datagram, received, arrived);
             }
         }
         (self.report, self.latencies)
     }
 
     /// Matches a response to its request, verifies it and counts it.
-    fn answer(&mut self, o: &BenchOptions, datagram: &[u8], received: Instant) {
+    fn answer(
+        &mut self,
+        o: &BenchOptions,
+        datagram: &[u8],
+        received: Instant,
+        arrived: Option<SystemTime>,
+    ) {
         let Some(request) = datagram
             .get(1)
             .and_then(|id| self.slots[usize::from(*id)].take())
@@ -287,7 +328,11 @@ impl Worker {
             return;
         };
         self.in_flight -= 1;
-        let latency = received.duration_since(request.sent_at);
+        // The kernel's arrival stamp when there is one (the wall clock could step
+        // between send and arrival: then the monotonic time of reading is used).
+        let latency = arrived
+            .and_then(|at| at.duration_since(request.sent_wall).ok())
+            .unwrap_or_else(|| received.duration_since(request.sent_at));
         self.latencies
             .push(u32::try_from(latency.as_micros()).unwrap_or(u32::MAX));
         if o.no_verify {
@@ -320,28 +365,39 @@ fn readable_within(sock: &UdpSocket, wait: Duration) -> bool {
 pub fn run(o: &BenchOptions) -> std::io::Result<BenchReport> {
     let sockets = o.sockets.clamp(1, 64);
     let per_socket = (o.window / sockets).clamp(1, 256);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut workers = Vec::new();
+    for s in 0..sockets {
+        let sock = UdpSocket::bind(if o.target.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        })?;
+        sock.set_read_timeout(Some(Duration::from_millis(20)))?;
+        // Answers are timed by the kernel's arrival stamp where the socket gives one.
+        let timed = stamp_arrivals(&sock).is_ok();
+        workers.push(Worker {
+            sock,
+            timed,
+            slots: (0..256).map(|_| None).collect(),
+            next_id: 0,
+            in_flight: 0,
+            latencies: Vec::with_capacity(1 << 20),
+            report: BenchReport::default(),
+            rng: 0x9E37_79B9_7F4A_7C15
+                ^ (u64::from(s) + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9)
+                ^ seed,
+        });
+    }
+    // The kernel starts stamping a moment after the first socket asks.
+    std::thread::sleep(Duration::from_millis(20));
     let start = Instant::now();
     let deadline = start + o.duration;
     let results = std::thread::scope(|scope| -> std::io::Result<Vec<(BenchReport, Vec<u32>)>> {
         let mut handles = Vec::new();
-        for s in 0..sockets {
-            let sock = UdpSocket::bind(if o.target.is_ipv4() {
-                "0.0.0.0:0"
-            } else {
-                "[::]:0"
-            })?;
-            sock.set_read_timeout(Some(Duration::from_millis(20)))?;
-            let worker = Worker {
-                sock,
-                slots: (0..256).map(|_| None).collect(),
-                next_id: 0,
-                in_flight: 0,
-                latencies: Vec::with_capacity(1 << 20),
-                report: BenchReport::default(),
-                rng: 0x9E37_79B9_7F4A_7C15
-                    ^ (u64::from(s) + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9)
-                    ^ start.elapsed().as_nanos() as u64,
-            };
+        for (s, worker) in (0..sockets).zip(workers) {
             handles.push(scope.spawn(move || {
                 worker.run(o, per_socket, u64::from(s), u64::from(sockets), deadline)
             }));

@@ -559,29 +559,36 @@ fn the_load_generator_counts_verified_answers() {
     let seeded = stdout(&cli(&config, &["bench", "seed", "--tokens", "50"]));
     assert!(seeded.starts_with("seeded 50 token(s)"), "{seeded}");
     let server = serve(&config);
-    let run = |load: &str, target: std::net::SocketAddr, secret: &str| -> serde_json::Value {
-        let out = cli(
-            &config,
-            &[
-                "bench",
-                load,
-                "--target",
-                &target.to_string(),
-                "--secret",
-                secret,
-                "--tokens",
-                "50",
-                "--devices",
-                "50",
-                "--window",
-                "16",
-                "--duration",
-                "1",
-                "--json",
-            ],
-        );
+    let run_with = |load: &str,
+                    target: std::net::SocketAddr,
+                    secret: &str,
+                    extra: &[&str]|
+     -> serde_json::Value {
+        let target = target.to_string();
+        let mut args = vec![
+            "bench",
+            load,
+            "--target",
+            &target,
+            "--secret",
+            secret,
+            "--tokens",
+            "50",
+            "--devices",
+            "50",
+            "--window",
+            "16",
+            "--duration",
+            "1",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = cli(&config, &args);
         assert!(out.status.success(), "{}", stderr(&out));
         serde_json::from_str(&stdout(&out)).unwrap()
+    };
+    let run = |load: &str, target: std::net::SocketAddr, secret: &str| -> serde_json::Value {
+        run_with(load, target, secret, &[])
     };
     let auth = run("auth", server.auth, common::SECRET);
     assert!(auth["accepts"].as_u64().unwrap() > 100, "{auth}");
@@ -597,6 +604,14 @@ fn the_load_generator_counts_verified_answers() {
     let acct = run("acct", server.acct, common::SECRET);
     assert!(acct["accepts"].as_u64().unwrap() > 10, "{acct}");
     assert_eq!(acct["bad"].as_u64(), Some(0), "{acct}");
+    // Paced: the rate asked for, every answer verified and timed (by the kernel's
+    // arrival stamp) as a plausible loopback round trip.
+    let paced = run_with("auth", server.auth, common::SECRET, &["--rate", "400"]);
+    let sent = paced["sent"].as_u64().unwrap();
+    assert!((360..=440).contains(&sent), "{paced}");
+    assert_eq!(paced["accepts"].as_u64(), Some(sent), "{paced}");
+    let p50 = paced["p50_us"].as_u64().unwrap();
+    assert!(p50 > 0 && p50 < 500_000, "{paced}");
     // With the wrong secret nothing is answered (the server drops forged requests).
     let forged = run("auth", server.auth, "not-the-secret");
     assert_eq!(forged["accepts"].as_u64(), Some(0), "{forged}");

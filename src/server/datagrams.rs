@@ -9,14 +9,16 @@ use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmm
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::time::{Duration, SystemTime};
 
 /// Buffers and headers for receiving up to `capacity` datagrams per call, allocated
 /// once and reused for the life of the loop.
 pub struct ReceiveBatch {
     /// One buffer per datagram, each as long as the longest datagram accepted.
     buffers: Vec<Box<[u8]>>,
-    /// Length and sender of each datagram of the last call.
-    received: Vec<(usize, SocketAddr)>,
+    /// Length, sender and (with timestamps on) kernel arrival time of each datagram
+    /// of the last call.
+    received: Vec<(usize, SocketAddr, Option<SystemTime>)>,
     headers: MultiHeaders<SockaddrStorage>,
 }
 
@@ -30,6 +32,17 @@ impl ReceiveBatch {
             received: Vec::with_capacity(capacity),
             headers: MultiHeaders::preallocate(capacity, None),
         }
+    }
+
+    /// The same, also reading when the kernel received each datagram, on a socket
+    /// with [`stamp_arrivals`] on.
+    pub fn with_timestamps(capacity: usize, datagram_len: usize) -> Self {
+        let mut batch = Self::new(capacity, datagram_len);
+        batch.headers = MultiHeaders::preallocate(
+            capacity.max(1),
+            Some(nix::cmsg_space!(nix::sys::time::TimeSpec)),
+        );
+        batch
     }
 
     /// Waits for one datagram (as long as the socket's read timeout allows: then
@@ -52,9 +65,21 @@ impl ReceiveBatch {
         )
         .map_err(std::io::Error::from)?;
         for msg in results {
+            let arrived = msg.cmsgs().ok().and_then(|mut cmsgs| {
+                cmsgs.find_map(|c| match c {
+                    nix::sys::socket::ControlMessageOwned::ScmTimestampns(t) => {
+                        let since_epoch = Duration::new(
+                            u64::try_from(t.tv_sec()).ok()?,
+                            u32::try_from(t.tv_nsec()).ok()?,
+                        );
+                        Some(SystemTime::UNIX_EPOCH + since_epoch)
+                    }
+                    _ => None,
+                })
+            });
             // A datagram from a family we cannot answer is left out.
             if let Some(from) = msg.address.as_ref().and_then(socket_addr) {
-                self.received.push((msg.bytes, from));
+                self.received.push((msg.bytes, from, arrived));
             }
         }
         Ok(self.received.len())
@@ -62,11 +87,25 @@ impl ReceiveBatch {
 
     /// The datagrams of the last [`ReceiveBatch::receive`], with their senders.
     pub fn datagrams(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> {
+        self.timed_datagrams().map(|(d, from, _)| (d, from))
+    }
+
+    /// The same with each datagram's kernel arrival time, when timestamps are on.
+    pub fn timed_datagrams(&self) -> impl Iterator<Item = (&[u8], SocketAddr, Option<SystemTime>)> {
         self.received
             .iter()
             .zip(&self.buffers)
-            .map(|(&(len, from), buf)| (&buf[..len.min(buf.len())], from))
+            .map(|(&(len, from, at), buf)| (&buf[..len.min(buf.len())], from, at))
     }
+}
+
+/// Has the kernel stamp each datagram `socket` receives with its arrival time
+/// (`SO_TIMESTAMPNS`): the load tool measures latency to that moment, not to when its
+/// own thread got around to reading. The kernel starts stamping a moment after the
+/// first socket asks.
+pub fn stamp_arrivals(socket: &UdpSocket) -> std::io::Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt::ReceiveTimestampns};
+    setsockopt(socket, ReceiveTimestampns, &true).map_err(std::io::Error::from)
 }
 
 /// Headers for sending up to `capacity` datagrams per call.
@@ -220,5 +259,33 @@ mod tests {
         assert_eq!(batch.receive(&server).unwrap(), 1);
         let (d, _) = batch.datagrams().next().unwrap();
         assert_eq!(d.len(), 20);
+    }
+
+    #[test]
+    fn timestamps_are_when_the_kernel_received_not_when_read() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        stamp_arrivals(&server).unwrap();
+        let mut batch = ReceiveBatch::with_timestamps(4, 64);
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // The kernel turns stamping on a moment after the first socket asks for it.
+        std::thread::sleep(Duration::from_millis(100));
+        let before = SystemTime::now();
+        client.send_to(b"x", server.local_addr().unwrap()).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(batch.receive(&server).unwrap(), 1);
+        let read = SystemTime::now();
+        let (_, _, at) = batch.timed_datagrams().next().unwrap();
+        let at = at.expect("SO_TIMESTAMPNS gives each datagram its arrival");
+        assert!(at >= before - Duration::from_millis(5), "{at:?} {before:?}");
+        assert!(
+            read.duration_since(at).unwrap() >= Duration::from_millis(150),
+            "stamped on arrival, 200 ms before it was read"
+        );
+        // Without timestamps turned on, there are none.
+        let plain = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.send_to(b"y", plain.local_addr().unwrap()).unwrap();
+        let mut untimed = ReceiveBatch::new(4, 64);
+        assert_eq!(untimed.receive(&plain).unwrap(), 1);
+        assert!(untimed.timed_datagrams().next().unwrap().2.is_none());
     }
 }
