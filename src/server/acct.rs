@@ -116,8 +116,8 @@ fn on_datagram(
             // Well-formed and authentic but not something we keep (an unknown
             // Acct-Status-Type, no Acct-Session-Id): acknowledge so the NAS moves on.
             tracing::info!(client = %client.name, %source, "accounting record not kept: {why}");
-            let bytes: Arc<[u8]> = Arc::from(response(&packet, secret));
-            ctx.acct_cache.complete(key, bytes.clone());
+            let bytes = response(&packet, secret);
+            ctx.acct_cache.complete(key, &bytes);
             let _ = socket.try_send_to(&bytes, source);
             return;
         }
@@ -147,9 +147,8 @@ fn on_datagram(
                     .acct_commit
                     .observe(handed_over.elapsed().as_secs_f64());
                 tracing::debug!(client = %client_name, ?status, ?outcome, "accounting recorded");
-                let bytes: Arc<[u8]> = Arc::from(reply);
-                ctx.acct_cache.complete(key, bytes.clone());
-                if let Err(e) = socket.send_to(&bytes, source).await {
+                ctx.acct_cache.complete(key, &reply);
+                if let Err(e) = socket.send_to(&reply, source).await {
                     tracing::debug!(%source, error = %e, "send_to failed");
                 }
                 crate::metrics::Metrics::observe_since(&ctx.metrics.acct_latency, now);

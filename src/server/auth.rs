@@ -11,7 +11,6 @@ use crate::protocol::{self, Code, Packet, PacketBuilder, attr};
 use crate::store::{BindOutcome, ReadPoint, SharedToken};
 use chrono::{DateTime, SubsecRound, Utc};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Datagrams taken per receive call and answers sent per send call. Each thread owns
@@ -122,7 +121,7 @@ pub(super) fn triage<'s>(
         Seen::Answered(bytes) => {
             ctx.metrics.retransmit("auth");
             tracing::debug!(%source, client = %client.name, "retransmit: replaying cached answer");
-            Triage::Reply(bytes.to_vec())
+            Triage::Reply(bytes)
         }
     }
 }
@@ -193,7 +192,7 @@ pub fn process_auth_datagram(
             counters.access_requests.inc();
             let answer = answer_access_request(ctx, settings, client, counters, datagram, arrived);
             match &answer {
-                Some(bytes) => ctx.cache.complete(key, Arc::from(bytes.as_slice())),
+                Some(bytes) => ctx.cache.complete(key, bytes),
                 None => ctx.cache.abandon(key),
             }
             crate::metrics::Metrics::observe_since(&ctx.metrics.auth_latency, now);

@@ -9,13 +9,15 @@
 //! keeps two generations: new entries go into the current one; when it is `ttl` old
 //! or full, the previous generation is dropped whole and the current one takes its
 //! place. An entry thus lives at least `ttl` (unless a flood fills the shard first,
-//! when the oldest go), and one older than `ttl` is never replayed.
+//! when the oldest go), and one older than `ttl` is never replayed. A generation keeps
+//! its answers' bytes in one buffer of its own, so recording an answer allocates
+//! nothing once the buffers have grown, and dropping a generation frees nothing.
 
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// What identifies a request for duplicate detection.
@@ -34,36 +36,70 @@ pub enum Seen {
     /// Being processed: drop the duplicate, the answer is on its way.
     InFlight,
     /// Answered: send these bytes again.
-    Answered(Arc<[u8]>),
+    Answered(Vec<u8>),
 }
 
 #[derive(Debug)]
 struct Entry {
     key: RequestKey,
-    /// `None` while in flight.
-    response: Option<Arc<[u8]>>,
+    /// Where the answer is in its generation's `answers`; `None` while in flight.
+    response: Option<(u32, u32)>,
     /// When the entry was created; it is not replayed `ttl` later.
     created: Instant,
 }
 
+/// What `e` says to a retransmit: its answer from `answers`, or in flight.
+fn seen(answers: &[u8], e: &Entry) -> Seen {
+    match e.response {
+        Some((start, len)) => {
+            let start = start as usize;
+            Seen::Answered(answers[start..start + len as usize].to_vec())
+        }
+        None => Seen::InFlight,
+    }
+}
+
+#[derive(Debug, Default)]
+struct Generation {
+    entries: HashTable<Entry>,
+    /// The answers of `entries`, one after the other.
+    answers: Vec<u8>,
+}
+
+impl Generation {
+    /// Empties it, keeping its allocations for the next use.
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.answers.clear();
+    }
+
+    /// Records `response` as the answer of `key`, if it is here.
+    fn complete(&mut self, hash: u64, key: &RequestKey, response: &[u8]) -> bool {
+        let Some(e) = self.entries.find_mut(hash, |e| e.key == *key) else {
+            return false;
+        };
+        // A generation holds at most a few thousand answers of at most 4 KiB.
+        let (Ok(start), Ok(len)) = (
+            u32::try_from(self.answers.len()),
+            u32::try_from(response.len()),
+        ) else {
+            return true;
+        };
+        self.answers.extend_from_slice(response);
+        e.response = Some((start, len));
+        true
+    }
+}
+
 #[derive(Debug)]
 struct Shard {
-    current: HashTable<Entry>,
-    previous: HashTable<Entry>,
+    current: Generation,
+    previous: Generation,
     /// When `current` started taking entries.
     since: Instant,
 }
 
 impl Shard {
-    /// The entry for `key`, current generation first.
-    fn find_mut(&mut self, hash: u64, key: &RequestKey) -> Option<&mut Entry> {
-        let eq = |e: &Entry| e.key == *key;
-        match self.current.find_mut(hash, eq) {
-            Some(e) => Some(e),
-            None => self.previous.find_mut(hash, eq),
-        }
-    }
-
     /// Drops the previous generation when the current one is `ttl` old or holds
     /// `limit` entries; both when even the current one is past `ttl`.
     fn rotate(&mut self, now: Instant, ttl: Duration, limit: usize) {
@@ -72,8 +108,8 @@ impl Shard {
             self.current.clear();
             self.previous.clear();
             self.since = now;
-        } else if age >= ttl || self.current.len() >= limit {
-            // The emptied table keeps its allocation for the next generation.
+        } else if age >= ttl || self.current.entries.len() >= limit {
+            // The emptied generation keeps its allocations for the next one.
             std::mem::swap(&mut self.current, &mut self.previous);
             self.current.clear();
             self.since = now;
@@ -107,8 +143,8 @@ impl RetransmitCache {
             shards: (0..shards)
                 .map(|_| {
                     Mutex::new(Shard {
-                        current: HashTable::new(),
-                        previous: HashTable::new(),
+                        current: Generation::default(),
+                        previous: Generation::default(),
                         since: now,
                     })
                 })
@@ -133,23 +169,22 @@ impl RetransmitCache {
         shard.rotate(now, self.ttl, self.per_generation);
         let ttl = self.ttl;
         let eq = |e: &Entry| e.key == key;
-        let seen = |e: &Entry| match &e.response {
-            Some(r) => Seen::Answered(r.clone()),
-            None => Seen::InFlight,
-        };
-        if let Some(e) = shard.current.find_mut(hash, eq) {
+        let shard = &mut *shard;
+        let current = &mut shard.current;
+        if let Some(e) = current.entries.find_mut(hash, eq) {
             if now.saturating_duration_since(e.created) < ttl {
-                return seen(e);
+                return seen(&current.answers, e);
             }
-            // Expired: the same key is a new request now.
+            // Expired: the same key is a new request now (its old answer's bytes stay
+            // in the buffer until the generation goes).
             e.response = None;
             e.created = now;
             return Seen::New;
         }
-        if let Some(e) = shard.previous.find(hash, eq)
+        if let Some(e) = shard.previous.entries.find(hash, eq)
             && now.saturating_duration_since(e.created) < ttl
         {
-            return seen(e);
+            return seen(&shard.previous.answers, e);
         }
         // New, or expired in the previous generation: recorded in the current one,
         // which lookups search first.
@@ -161,15 +196,16 @@ impl RetransmitCache {
         let hasher = &self.hasher;
         shard
             .current
+            .entries
             .insert_unique(hash, entry, |e| hasher.hash_one(e.key));
         Seen::New
     }
 
-    /// Records the answer sent for `key`.
-    pub fn complete(&self, key: RequestKey, response: Arc<[u8]>) {
+    /// Records the answer sent for `key` (copied into the cache).
+    pub fn complete(&self, key: RequestKey, response: &[u8]) {
         let (hash, mut shard) = self.shard(&key);
-        if let Some(e) = shard.find_mut(hash, &key) {
-            e.response = Some(response);
+        if !shard.current.complete(hash, &key, response) {
+            shard.previous.complete(hash, &key, response);
         }
     }
 
@@ -178,9 +214,9 @@ impl RetransmitCache {
     pub fn abandon(&self, key: RequestKey) {
         let (hash, mut shard) = self.shard(&key);
         let eq = |e: &Entry| e.key == key;
-        if let Ok(e) = shard.current.find_entry(hash, eq) {
+        if let Ok(e) = shard.current.entries.find_entry(hash, eq) {
             e.remove();
-        } else if let Ok(e) = shard.previous.find_entry(hash, eq) {
+        } else if let Ok(e) = shard.previous.entries.find_entry(hash, eq) {
             e.remove();
         }
     }
@@ -191,7 +227,7 @@ impl RetransmitCache {
             .iter()
             .map(|s| {
                 let s = s.lock().unwrap_or_else(|e| e.into_inner());
-                s.current.len() + s.previous.len()
+                s.current.entries.len() + s.previous.entries.len()
             })
             .sum()
     }
@@ -219,7 +255,7 @@ mod tests {
         let t0 = Instant::now();
         assert!(matches!(c.begin(key(1), t0), Seen::New));
         assert!(matches!(c.begin(key(1), t0), Seen::InFlight));
-        c.complete(key(1), Arc::from(&b"answer"[..]));
+        c.complete(key(1), &b"answer"[..]);
         match c.begin(key(1), t0 + Duration::from_secs(29)) {
             Seen::Answered(r) => assert_eq!(&*r, b"answer"),
             other => panic!("{other:?}"),
@@ -250,13 +286,13 @@ mod tests {
         let t0 = Instant::now() + Duration::from_secs(1);
         let at = |s| t0 + Duration::from_secs(s);
         assert!(matches!(c.begin(key(1), at(0)), Seen::New));
-        c.complete(key(1), Arc::from(&b"one"[..]));
+        c.complete(key(1), &b"one"[..]);
         assert!(matches!(c.begin(key(2), at(25)), Seen::New));
         // key(3) at 31 s rotates: key(1) (expired) and key(2) move to the previous
         // generation; key(2) is still answered from there until its own 30 s pass.
         assert!(matches!(c.begin(key(3), at(31)), Seen::New));
         assert!(matches!(c.begin(key(2), at(54)), Seen::InFlight));
-        c.complete(key(2), Arc::from(&b"two"[..]));
+        c.complete(key(2), &b"two"[..]);
         assert!(matches!(c.begin(key(2), at(54)), Seen::Answered(r) if &*r == b"two"));
         assert!(matches!(c.begin(key(2), at(56)), Seen::New));
         // Long idle: nothing old is replayed.
@@ -299,7 +335,7 @@ mod tests {
                         proptest::prop_assert_eq!(got, expected);
                     }
                     1 => {
-                        c.complete(key(k), Arc::from(&[k][..]));
+                        c.complete(key(k), &[k][..]);
                         if let Some(e) = model.get_mut(&k) {
                             e.1 = Some(k);
                         }
