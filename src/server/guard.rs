@@ -9,7 +9,8 @@ use crate::store::{LockoutRow, Store, StoreError};
 use chrono::{DateTime, Utc};
 // foldhash, seeded per process: these maps are keyed by what senders choose.
 use foldhash::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 /// Devices tracked in memory at most; under a flood of random MACs the records that
 /// no longer matter go first, then unlocked ones.
@@ -27,14 +28,43 @@ struct ClientRate {
 #[derive(Debug, Default)]
 pub struct Guard {
     devices: Mutex<HashMap<Mac, DeviceFailures>>,
+    /// `devices.len()` as of its last unlock: a login while no device has failed (the
+    /// common case) is checked without taking the lock.
+    tracked: AtomicUsize,
     clients: Mutex<HashMap<String, ClientRate>>,
+}
+
+/// The locked device map; publishes its size to `Guard::tracked` when released.
+struct Devices<'a> {
+    map: MutexGuard<'a, HashMap<Mac, DeviceFailures>>,
+    tracked: &'a AtomicUsize,
+}
+
+impl std::ops::Deref for Devices<'_> {
+    type Target = HashMap<Mac, DeviceFailures>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl std::ops::DerefMut for Devices<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.map
+    }
+}
+
+impl Drop for Devices<'_> {
+    fn drop(&mut self) {
+        self.tracked.store(self.map.len(), Ordering::Release);
+    }
 }
 
 impl Guard {
     /// A guard that knows the lockouts still active in the store.
     pub fn load(store: &Store, now: DateTime<Utc>) -> Result<Guard, StoreError> {
         let guard = Guard::default();
-        let mut devices = guard.devices.lock().unwrap_or_else(|e| e.into_inner());
+        let mut devices = guard.devices();
         for row in store.list_lockouts(Some(now))? {
             devices.insert(
                 row.mac,
@@ -50,8 +80,16 @@ impl Guard {
         Ok(guard)
     }
 
-    fn devices(&self) -> std::sync::MutexGuard<'_, HashMap<Mac, DeviceFailures>> {
-        self.devices.lock().unwrap_or_else(|e| e.into_inner())
+    fn devices(&self) -> Devices<'_> {
+        Devices {
+            map: self.devices.lock().unwrap_or_else(|e| e.into_inner()),
+            tracked: &self.tracked,
+        }
+    }
+
+    /// Whether no device has a failure or lockout on record (no lock taken).
+    fn none_tracked(&self) -> bool {
+        self.tracked.load(Ordering::Acquire) == 0
     }
 
     /// When the device's lockout ends, if it is locked out now. Memory answers for the
@@ -64,6 +102,9 @@ impl Guard {
         mac: Mac,
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        if self.none_tracked() {
+            return Ok(None);
+        }
         let remembered = self
             .devices()
             .get(&mac)
@@ -134,6 +175,7 @@ impl Guard {
     /// A successful login clears the device's failure count (not its lockout level).
     pub fn success(&self, mac: Option<Mac>) {
         if let Some(mac) = mac
+            && !self.none_tracked()
             && let Some(r) = self.devices().get_mut(&mac)
         {
             r.failures = 0;
