@@ -137,6 +137,10 @@ struct Worker {
     /// Whether the kernel stamps the socket's arrivals.
     timed: bool,
     slots: Vec<Option<Outstanding>>,
+    /// The authenticator of the request last counted lost under each identifier: an
+    /// answer that comes after its request was given up (and the identifier reused)
+    /// is recognised as late, not counted as a bad answer to the new request.
+    given_up: Vec<Option<[u8; 16]>>,
     next_id: u8,
     in_flight: u32,
     latencies: Vec<u32>,
@@ -260,12 +264,13 @@ impl Worker {
             }
             if now.duration_since(last_sweep) > Duration::from_millis(100) {
                 last_sweep = now;
-                for slot in self.slots.iter_mut() {
+                for (index, slot) in self.slots.iter_mut().enumerate() {
                     if slot
                         .as_ref()
                         .is_some_and(|s| now.duration_since(s.sent_at) > o.timeout)
                     {
-                        *slot = None;
+                        let lost = slot.take().map(|s| s.authenticator);
+                        self.given_up[index] = lost;
                         self.in_flight -= 1;
                         self.report.lost += 1;
                     }
@@ -321,12 +326,31 @@ impl Worker {
         received: Instant,
         arrived: Option<SystemTime>,
     ) {
-        let Some(request) = datagram
-            .get(1)
-            .and_then(|id| self.slots[usize::from(*id)].take())
-        else {
+        let Some(id) = datagram.get(1).map(|id| usize::from(*id)) else {
             return;
         };
+        let Some(request) = self.slots[id].take() else {
+            return;
+        };
+        // The answer's code when it verifies against the request now outstanding.
+        let verified = |authenticator: &[u8; 16]| {
+            protocol::validate(datagram)
+                .ok()
+                .filter(|p| protocol::verify_response(p, authenticator, o.secret.as_bytes()))
+                .map(|p| p.code())
+        };
+        let code = if o.no_verify {
+            Some(Code::AccessAccept)
+        } else {
+            verified(&request.authenticator)
+        };
+        if code.is_none() && self.given_up[id].is_some_and(|a| verified(&a).is_some()) {
+            // The late answer to the request given up under this identifier: the one
+            // now outstanding under it is still waiting.
+            self.given_up[id] = None;
+            self.slots[id] = Some(request);
+            return;
+        }
         self.in_flight -= 1;
         // The kernel's arrival stamp when there is one (the wall clock could step
         // between send and arrival: then the monotonic time of reading is used).
@@ -335,18 +359,9 @@ impl Worker {
             .unwrap_or_else(|| received.duration_since(request.sent_at));
         self.latencies
             .push(u32::try_from(latency.as_micros()).unwrap_or(u32::MAX));
-        if o.no_verify {
-            self.report.accepts += 1;
-            return;
-        }
-        match protocol::validate(datagram) {
-            Ok(p) if protocol::verify_response(&p, &request.authenticator, o.secret.as_bytes()) => {
-                match p.code() {
-                    Code::AccessAccept | Code::AccountingResponse => self.report.accepts += 1,
-                    Code::AccessReject => self.report.rejects += 1,
-                    _ => self.report.bad += 1,
-                }
-            }
+        match code {
+            Some(Code::AccessAccept | Code::AccountingResponse) => self.report.accepts += 1,
+            Some(Code::AccessReject) => self.report.rejects += 1,
             _ => self.report.bad += 1,
         }
     }
@@ -382,6 +397,7 @@ pub fn run(o: &BenchOptions) -> std::io::Result<BenchReport> {
             sock,
             timed,
             slots: (0..256).map(|_| None).collect(),
+            given_up: vec![None; 256],
             next_id: 0,
             in_flight: 0,
             latencies: Vec::with_capacity(1 << 20),
@@ -472,5 +488,59 @@ mod tests {
         };
         assert_eq!(mac(0x0102_0AFF).to_string(), "02:42:01:02:0A:FF");
         assert_ne!(mac(1), mac(256));
+    }
+
+    #[test]
+    fn a_late_answer_to_a_request_given_up_is_not_a_bad_answer() {
+        let o = BenchOptions {
+            target: "127.0.0.1:1812".parse().unwrap(),
+            secret: "s3cret".into(),
+            load: Load::Auth,
+            codes: vec!["12345".into()],
+            devices: 1,
+            window: 1,
+            sockets: 1,
+            duration: Duration::from_secs(1),
+            no_verify: false,
+            timeout: Duration::from_secs(1),
+            rate: None,
+        };
+        let mut w = Worker {
+            sock: UdpSocket::bind("127.0.0.1:0").unwrap(),
+            timed: false,
+            slots: (0..256).map(|_| None).collect(),
+            given_up: vec![None; 256],
+            next_id: 0,
+            in_flight: 1,
+            latencies: Vec::new(),
+            report: BenchReport::default(),
+            rng: 1,
+        };
+        let (old, new) = ([1u8; 16], [2u8; 16]);
+        // Identifier 7 was given up with `old` and is now reused with `new`.
+        w.given_up[7] = Some(old);
+        w.slots[7] = Some(Outstanding {
+            sent_at: Instant::now(),
+            sent_wall: SystemTime::now(),
+            authenticator: new,
+        });
+        let answer = |to: &[u8; 16]| {
+            PacketBuilder::with_message_authenticator(Code::AccessAccept, 7)
+                .finish_response(to, o.secret.as_bytes())
+        };
+        w.answer(&o, &answer(&old), Instant::now(), None);
+        assert_eq!((w.report.bad, w.report.accepts, w.in_flight), (0, 0, 1));
+        assert!(w.slots[7].is_some(), "the new request is still waiting");
+        w.answer(&o, &answer(&new), Instant::now(), None);
+        assert_eq!((w.report.bad, w.report.accepts, w.in_flight), (0, 1, 0));
+        // Anything else that does not verify is bad.
+        w.in_flight = 1;
+        w.slots[7] = Some(Outstanding {
+            sent_at: Instant::now(),
+            sent_wall: SystemTime::now(),
+            authenticator: new,
+        });
+        w.answer(&o, &answer(&[3; 16]), Instant::now(), None);
+        assert_eq!(w.report.bad, 1);
     }
 }
