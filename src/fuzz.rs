@@ -98,7 +98,8 @@ impl RequestPath {
             source,
             Instant::now(),
             self.ctx.store.read_point(),
-        )?;
+        )?
+        .bytes;
         let p = protocol::validate(&answer).expect("our answers are valid packets");
         assert_eq!(
             p.attributes().next().map(|a| a.typ),

@@ -160,11 +160,11 @@ pub(super) fn serve_blocking(
         answers.clear();
         let mut decided = 0;
         for (datagram, source) in batch.datagrams() {
-            if let Some((answer, fresh)) =
-                answer_datagram(ctx, &settings, datagram, source, now, arrived)
+            if let Some(answer) =
+                process_auth_datagram(ctx, &settings, datagram, source, now, arrived)
             {
-                answers.push((answer, source));
-                decided += usize::from(fresh);
+                decided += usize::from(answer.decided);
+                answers.push((answer.bytes, source));
             }
         }
         for (n, e) in sender.send(socket, &answers) {
@@ -180,8 +180,17 @@ pub(super) fn serve_blocking(
     }
 }
 
-/// The whole auth path for one datagram, synchronously: what the receive loop and a
-/// worker do together, without sockets. For the fuzzers and their corpus replay.
+/// The answer to one datagram.
+pub struct AuthAnswer {
+    pub bytes: Vec<u8>,
+    /// Decided now: an Access-Request processed, rather than Status-Server or a
+    /// replayed retransmit (only those are timed in the latency histogram).
+    pub decided: bool,
+}
+
+/// The whole auth path for one datagram, synchronously, without sockets: what each
+/// auth thread does per datagram of a batch, and what the fuzzers and their corpus
+/// replay call. `None`: no answer.
 pub fn process_auth_datagram(
     ctx: &Context,
     settings: &Settings,
@@ -189,23 +198,13 @@ pub fn process_auth_datagram(
     source: SocketAddr,
     now: Instant,
     arrived: ReadPoint,
-) -> Option<Vec<u8>> {
-    answer_datagram(ctx, settings, datagram, source, now, arrived).map(|(bytes, _)| bytes)
-}
-
-/// The answer to one datagram, if any, and whether it was decided now (an
-/// Access-Request processed, rather than Status-Server or a replayed retransmit).
-fn answer_datagram(
-    ctx: &Context,
-    settings: &Settings,
-    datagram: &[u8],
-    source: SocketAddr,
-    now: Instant,
-    arrived: ReadPoint,
-) -> Option<(Vec<u8>, bool)> {
+) -> Option<AuthAnswer> {
     match triage(ctx, settings, datagram, source, now) {
         Triage::Drop => None,
-        Triage::Reply(bytes) => Some((bytes, false)),
+        Triage::Reply(bytes) => Some(AuthAnswer {
+            bytes,
+            decided: false,
+        }),
         Triage::Work {
             client,
             counters,
@@ -217,7 +216,10 @@ fn answer_datagram(
                 Some(bytes) => ctx.cache.complete(key, bytes),
                 None => ctx.cache.abandon(key),
             }
-            answer.map(|bytes| (bytes, true))
+            answer.map(|bytes| AuthAnswer {
+                bytes,
+                decided: true,
+            })
         }
     }
 }

@@ -15,7 +15,7 @@ mod ratelog;
 mod reaper;
 
 pub use acct::{record_of, token_from_class};
-pub use auth::{class_for_token, process_auth_datagram};
+pub use auth::{AuthAnswer, class_for_token, process_auth_datagram};
 pub use cache::{RequestKey, RetransmitCache, Seen};
 pub use clients::ClientTable;
 pub use guard::Guard;
