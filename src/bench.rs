@@ -275,7 +275,7 @@ impl Worker {
                         self.report.lost += 1;
                     }
                 }
-                if now >= deadline && now > deadline + o.timeout {
+                if now > deadline + o.timeout {
                     break;
                 }
             }

@@ -151,7 +151,9 @@ fn on_datagram(
                 if let Err(e) = socket.send_to(&reply, source).await {
                     tracing::debug!(%source, error = %e, "send_to failed");
                 }
-                crate::metrics::Metrics::observe_since(&ctx.metrics.acct_latency, now);
+                ctx.metrics
+                    .acct_latency
+                    .observe(now.elapsed().as_secs_f64());
             }
             Err(e) => {
                 // Not durable, so not acknowledged: the NAS retransmits.
