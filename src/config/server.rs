@@ -1,0 +1,57 @@
+//! `[server]`: listen addresses, the database file, extra dictionaries and the
+//! retransmit cache, and how they are validated.
+
+use super::{ConfigError, invalid, parse_listen};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    #[serde(default = "default_auth_listen")]
+    pub auth_listen: String,
+    #[serde(default = "default_acct_listen")]
+    pub acct_listen: String,
+    #[serde(default = "default_database")]
+    pub database: PathBuf,
+    /// Extra FreeRADIUS-format dictionary files (relative to the config file).
+    #[serde(default)]
+    pub dictionaries: Vec<PathBuf>,
+    /// How long a response is kept to answer retransmits identically (RFC 5080 2.2.2).
+    #[serde(default = "default_retransmit_seconds")]
+    pub retransmit_cache_seconds: u64,
+}
+
+fn default_auth_listen() -> String {
+    "0.0.0.0:1812".into()
+}
+fn default_acct_listen() -> String {
+    "0.0.0.0:1813".into()
+}
+fn default_database() -> PathBuf {
+    "pinradius.db".into()
+}
+fn default_retransmit_seconds() -> u64 {
+    30
+}
+
+impl ServerSection {
+    /// Checks the section (the dictionaries are loaded by [`super::Config::from_toml`]);
+    /// returns the authentication and accounting listen addresses, in that order.
+    pub(super) fn validate(&self) -> Result<(SocketAddr, SocketAddr), ConfigError> {
+        let auth_listen = parse_listen("server.auth_listen", &self.auth_listen)?;
+        let acct_listen = parse_listen("server.acct_listen", &self.acct_listen)?;
+        if self.database.as_os_str().is_empty() {
+            return Err(invalid("server.database", "", "must name a file"));
+        }
+        if !(1..=3600).contains(&self.retransmit_cache_seconds) {
+            return Err(invalid(
+                "server.retransmit_cache_seconds",
+                self.retransmit_cache_seconds,
+                "must be 1..=3600",
+            ));
+        }
+        Ok((auth_listen, acct_listen))
+    }
+}
