@@ -121,18 +121,35 @@ pub struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum LockoutCommand {
-    /// List devices locked out now.
+    /// List what is locked now: devices, accounts (email + PIN), NASes and the whole
+    /// server (pauses of new-device logins).
     List {
         #[arg(long)]
         json: bool,
-        /// Also devices whose lockout has ended (their doubling level is kept).
+        /// Also locks that have ended (their doubling level is kept).
         #[arg(long)]
         all: bool,
     },
-    /// Lift a device's lockout (and forget its level); effective on the next request.
+    /// Lift a lock (and forget its level); effective on the next request. Name a
+    /// device by its MAC, or use one of the options.
     Clear {
-        #[arg(allow_hyphen_values = true)]
-        mac: String,
+        /// The device (MAC address).
+        #[arg(allow_hyphen_values = true, required_unless_present_any = ["client", "nas", "account", "server"])]
+        mac: Option<String>,
+        /// Every NAS pause of this client (its name in the config).
+        #[arg(long, conflicts_with_all = ["mac", "nas", "account", "server"])]
+        client: Option<String>,
+        /// One NAS pause, as `lockout list` shows its subject.
+        #[arg(long, conflicts_with_all = ["mac", "account", "server"])]
+        nas: Option<String>,
+        /// An account lock: the email (with --business-id).
+        #[arg(long, requires = "business_id", conflicts_with_all = ["mac", "server"])]
+        account: Option<String>,
+        #[arg(long)]
+        business_id: Option<i64>,
+        /// The whole server's pause.
+        #[arg(long, conflicts_with_all = ["mac"])]
+        server: bool,
     },
 }
 

@@ -95,7 +95,26 @@ fn run(cli: Cli) -> Result<()> {
                 LockoutCommand::List { json, all } => {
                     commands::lockouts::list(&store, json, (!all).then_some(now))?
                 }
-                LockoutCommand::Clear { mac } => commands::lockouts::clear(&store, &mac)?,
+                LockoutCommand::Clear {
+                    mac,
+                    client,
+                    nas,
+                    account,
+                    business_id,
+                    server,
+                } => {
+                    let which = match (mac, client, nas, account, business_id) {
+                        (Some(mac), ..) => commands::lockouts::Clear::Device(mac),
+                        (_, Some(client), ..) => commands::lockouts::Clear::Client(client),
+                        (_, _, Some(nas), ..) => commands::lockouts::Clear::Nas(nas),
+                        (_, _, _, Some(email), Some(business_id)) => {
+                            commands::lockouts::Clear::Account { business_id, email }
+                        }
+                        _ if server => commands::lockouts::Clear::Server,
+                        _ => unreachable!("clap requires one of them"),
+                    };
+                    commands::lockouts::clear(&store, which)?
+                }
             };
             print!("{out}");
             Ok(())

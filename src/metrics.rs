@@ -30,6 +30,12 @@ pub struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScopeLabel {
+    /// What a failure budget applies to: device, account, client, server.
+    pub scope: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CauseLabel {
     /// unknown_client, malformed, bad_message_authenticator, overload, ...
     pub cause: &'static str,
@@ -78,6 +84,12 @@ pub struct Metrics {
     pub drops: Family<CauseLabel, Counter>,
     /// Devices locked out for guessing.
     pub lockouts: Counter,
+    /// Locks (device lockouts, account locks, NAS and server pauses) started, by scope.
+    pub guard_locks: Family<ScopeLabel, Counter>,
+    /// Subjects locked now, by scope (refreshed by the guard's sweep).
+    pub guard_locked: Family<ScopeLabel, Gauge>,
+    /// Logins refused by a lock or a spent budget without being decided, by scope.
+    pub guard_refusals: Family<ScopeLabel, Counter>,
     /// Retransmits answered from the cache (RFC 5080), by port.
     pub retransmits: Family<PortLabel, Counter>,
     /// From a datagram's arrival to its answer, by port.
@@ -109,6 +121,9 @@ impl Metrics {
         let rejects = Family::<ReasonLabel, Counter>::default();
         let drops = Family::<CauseLabel, Counter>::default();
         let lockouts = Counter::default();
+        let guard_locks = Family::<ScopeLabel, Counter>::default();
+        let guard_locked = Family::<ScopeLabel, Gauge>::default();
+        let guard_refusals = Family::<ScopeLabel, Counter>::default();
         let retransmits = Family::<PortLabel, Counter>::default();
         let latency = Family::<PortLabel, Histogram>::new_with_constructor(
             (|| Histogram::new(LATENCY_BUCKETS)) as fn() -> Histogram,
@@ -133,6 +148,21 @@ impl Metrics {
             "lockouts",
             "Devices locked out after repeated failed logins",
             lockouts.clone(),
+        );
+        registry.register(
+            "guard_locks",
+            "Locks started by the failure budgets against guessing, by scope (device, account, client, server)",
+            guard_locks.clone(),
+        );
+        registry.register(
+            "guard_locked",
+            "Subjects locked by the failure budgets now, by scope",
+            guard_locked.clone(),
+        );
+        registry.register(
+            "guard_refusals",
+            "Logins refused by a lock or a spent failure budget without being decided, by scope",
+            guard_refusals.clone(),
         );
         registry.register(
             "retransmits",
@@ -175,6 +205,9 @@ impl Metrics {
             rejects,
             drops,
             lockouts,
+            guard_locks,
+            guard_locked,
+            guard_refusals,
             retransmits,
             latency,
             open_sessions,
@@ -182,6 +215,36 @@ impl Metrics {
             disconnects,
             api_requests,
         }
+    }
+
+    /// A lock started by the failure budgets.
+    pub fn guard_lock_started(&self, scope: crate::model::LockScope) {
+        if scope == crate::model::LockScope::Device {
+            self.lockouts.inc();
+        }
+        self.guard_locks
+            .get_or_create(&ScopeLabel {
+                scope: scope.as_str(),
+            })
+            .inc();
+    }
+
+    /// `n` subjects of `scope` are locked now.
+    pub fn guard_locked(&self, scope: crate::model::LockScope, n: i64) {
+        self.guard_locked
+            .get_or_create(&ScopeLabel {
+                scope: scope.as_str(),
+            })
+            .set(n);
+    }
+
+    /// A login refused by a lock or spent budget of `scope`.
+    pub fn guard_refused(&self, scope: crate::model::LockScope) {
+        self.guard_refusals
+            .get_or_create(&ScopeLabel {
+                scope: scope.as_str(),
+            })
+            .inc();
     }
 
     /// The counters of one client, resolved once per config load so the request path

@@ -102,29 +102,90 @@ impl<'de> Deserialize<'de> for Mac {
 /// Longest token life in minutes (100 years): beyond is a typo, not a plan.
 pub const MAX_MINUTES: i64 = 52_560_000;
 
-/// Codes and PINs are credentials: logs show only the last two characters.
+/// Codes and PINs are credentials: logs show only the last two characters, behind a
+/// fixed `***` that gives the length away no more than the code itself.
 pub fn mask_code(code: &str) -> String {
     MaskedCode(Some(code)).to_string()
 }
 
-/// A code as logs show it ([`mask_code`]), or `-` for none; formats only when a log
-/// line is actually written, so a disabled level costs nothing.
+/// A code as logs show it: `***` and its last two characters (escaped as
+/// [`LogSafe`] does) when it has three or more, `***` alone otherwise, so neither its
+/// length nor a short code shows; `-` for none. Formats only when a log line is
+/// actually written, so a disabled level costs nothing.
 #[derive(Debug, Clone, Copy)]
 pub struct MaskedCode<'a>(pub Option<&'a str>);
 
 impl fmt::Display for MaskedCode<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use fmt::Write;
         let Some(code) = self.0 else {
             return f.write_str("-");
         };
+        f.write_str("***")?;
         let n = code.chars().count();
-        for _ in 0..n.saturating_sub(2).max(3) {
-            f.write_char('*')?;
+        if n < 3 {
+            return Ok(());
         }
-        code.chars()
-            .skip(n.saturating_sub(2))
-            .try_for_each(|c| f.write_char(c))
+        code.chars().skip(n - 2).try_for_each(|c| escape_char(f, c))
+    }
+}
+
+/// Text a sender chose (User-Name, Calling-Station-Id, NAS-Identifier), made safe
+/// for a log line: every character outside printable ASCII is written as an escape
+/// (`\x0a`, `\u{e9}`), so a newline, carriage return or terminal escape sequence in
+/// a packet can neither forge a log line nor reach an operator's terminal.
+#[derive(Debug, Clone, Copy)]
+pub struct LogSafe<'a>(pub &'a str);
+
+impl fmt::Display for LogSafe<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.chars().try_for_each(|c| escape_char(f, c))
+    }
+}
+
+fn escape_char(f: &mut fmt::Formatter<'_>, c: char) -> fmt::Result {
+    use fmt::Write;
+    match c {
+        '\\' => f.write_str("\\\\"),
+        ' '..='~' => f.write_char(c),
+        c if c.is_ascii() => write!(f, "\\x{:02x}", c as u32),
+        c => write!(f, "\\u{{{:x}}}", c as u32),
+    }
+}
+
+/// What a lock applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockScope {
+    /// One device (Calling-Station-Id): refused whatever code it presents.
+    Device,
+    /// One email within a business (email + PIN logins): refused for new devices.
+    Account,
+    /// One NAS of a client: new devices refused there.
+    Client,
+    /// The whole server: new devices refused everywhere.
+    Server,
+}
+
+impl LockScope {
+    pub const ALL: [LockScope; 4] = [Self::Device, Self::Account, Self::Client, Self::Server];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Device => "device",
+            Self::Account => "account",
+            Self::Client => "client",
+            Self::Server => "server",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for LockScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -317,8 +378,22 @@ mod tests {
     #[test]
     fn mask_keeps_last_two() {
         assert_eq!(mask_code("12345"), "***45");
-        assert_eq!(mask_code("ab"), "***ab");
-        assert_eq!(mask_code("longer-code-99"), "************99");
+        assert_eq!(mask_code("123"), "***23");
+        assert_eq!(mask_code("longer-code-99"), "***99");
+        for short in ["", "7", "ab"] {
+            assert_eq!(mask_code(short), "***", "{short:?}");
+        }
         assert_eq!(MaskedCode(None).to_string(), "-");
+    }
+
+    #[test]
+    fn log_text_has_no_raw_control_characters() {
+        assert_eq!(mask_code("12\r\n"), "***\\x0d\\x0a");
+        assert_eq!(mask_code("x\u{1b}["), "***\\x1b[");
+        assert_eq!(
+            LogSafe("a\nb\rc\u{1b}[31m\\é").to_string(),
+            "a\\x0ab\\x0dc\\x1b[31m\\\\\\u{e9}"
+        );
+        assert_eq!(LogSafe("AA:BB:cc-01 x").to_string(), "AA:BB:cc-01 x");
     }
 }

@@ -81,6 +81,10 @@ pub struct ClientSection {
     /// `/radius incoming set accept=yes port=3799`).
     #[serde(default = "default_coa_port")]
     pub coa_port: i64,
+    /// Whether a User-Name that is the email of a visitor or member of the business,
+    /// with their PIN as the password, logs them in (the platform's own way).
+    #[serde(default = "yes")]
+    pub email_login: bool,
 }
 
 fn default_coa_port() -> i64 {
@@ -106,6 +110,8 @@ pub struct Client {
     pub reply_attributes: Vec<EncodedAttribute>,
     /// Where Disconnect-Requests go on the NAS.
     pub coa_port: u16,
+    /// Email + PIN logins taken from this client.
+    pub email_login: bool,
 }
 
 /// `address` of a client: an IP address or a CIDR network (host bits must be zero, so
@@ -219,6 +225,7 @@ pub(super) fn validate_clients(
                         "must be a UDP port, 1 to 65535",
                     )
                 })?,
+            email_login: c.email_login,
         });
     }
     Ok(clients)

@@ -122,8 +122,8 @@ pub struct Config {
     pub stale_after_seconds: u64,
     /// Seconds between reaper runs.
     pub reap_interval_seconds: u64,
-    pub lockout: crate::policy::lockout::LockoutRules,
-    pub client_alarm_per_minute: u32,
+    /// The failure budgets against guessing.
+    pub lockout: crate::policy::lockout::GuardRules,
     /// The HTTP API and metrics listener, when `[http]` is present.
     pub http: Option<HttpConfig>,
     pub disconnect: DisconnectSettings,
@@ -205,7 +205,6 @@ impl Config {
             .stale_after_seconds(reply.acct_interim_interval)?;
         let reap_interval_seconds = raw.accounting.reap_interval_seconds()?;
         let lockout = raw.lockout.rules()?;
-        let client_alarm_per_minute = raw.lockout.client_alarm_per_minute()?;
         let http = raw.http.as_ref().map(validate_http).transpose()?;
         let disconnect = raw.disconnect.validate()?;
 
@@ -223,7 +222,6 @@ impl Config {
             stale_after_seconds,
             reap_interval_seconds,
             lockout,
-            client_alarm_per_minute,
             http,
             disconnect,
         })

@@ -1,19 +1,54 @@
-//! Guessing lockout. A 5-digit PIN has 100,000 values, so failed logins are counted
-//! per device (Calling-Station-Id): `max_failures` failures within `window` lock the
-//! device out for `base`, doubling with each further lockout up to `max`. A locked-out
-//! device is refused even with a right code; other devices are unaffected. Pure: the
-//! caller keeps the records and passes `now`.
+//! Failure budgets against guessing. A 5-digit PIN has 100,000 values and a hotspot
+//! client picks its own MAC address, so refused logins are counted against several
+//! subjects at once: the device (Calling-Station-Id), the account (email + PIN), the
+//! client (NAS) and the whole server. Each subject has a budget:
+//!
+//! - `max_failures` refused logins may come at once; the budget refills evenly over
+//!   `window` (one failure is forgotten every `window / max_failures`), so the most a
+//!   subject can sustain without ever being locked is `max_failures` per `window`. This
+//!   is a leaky bucket (GCRA): the record is one instant, `clear_at`, when every
+//!   failure on record will have been forgotten.
+//! - The failure that fills the budget locks the subject for `base`; each further lock
+//!   doubles, up to `max`. After `max` of quiet following a lock the doubling starts
+//!   over (the level decays).
+//! - Attempts are admitted before they are decided and counted while in flight, so
+//!   many concurrent guesses get no more checks than sequential ones: with
+//!   `max_failures` = 10, exactly 10 are looked up, whatever the concurrency.
+//!
+//! Pure: the caller keeps the records and passes `now`.
 
+use crate::model::LockScope;
 use chrono::{DateTime, Duration, Utc};
+
+/// The budgets in force (from `[lockout]`), one per scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GuardRules {
+    pub device: LockoutRules,
+    pub account: LockoutRules,
+    pub client: LockoutRules,
+    pub server: LockoutRules,
+}
+
+impl GuardRules {
+    pub fn of(&self, scope: LockScope) -> &LockoutRules {
+        match scope {
+            LockScope::Device => &self.device,
+            LockScope::Account => &self.account,
+            LockScope::Client => &self.client,
+            LockScope::Server => &self.server,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockoutRules {
-    /// Failures within `window` that trigger a lockout.
+    /// Refused logins that may come at once; the one that fills the budget locks.
     pub max_failures: u32,
+    /// Time for a full budget to refill.
     pub window: Duration,
-    /// First lockout; each further one doubles it.
+    /// First lock; each further one doubles it.
     pub base: Duration,
-    /// Longest lockout. Also how long a device must stay quiet after a lockout ends
+    /// Longest lock. Also how long a subject must stay quiet after a lock ends
     /// before the doubling starts over.
     pub max: Duration,
 }
@@ -29,20 +64,51 @@ impl Default for LockoutRules {
     }
 }
 
-/// One device's failed logins.
+/// One subject's failed logins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeviceFailures {
-    /// Failures in the current window.
-    pub failures: u32,
-    pub window_start: DateTime<Utc>,
-    /// Lockouts so far (the doubling level).
+pub struct FailureRecord {
+    /// When every failure on record will have been forgotten (the budget full again).
+    pub clear_at: DateTime<Utc>,
+    /// Attempts admitted and not yet settled.
+    pub in_flight: u32,
+    /// Locks so far (the doubling level).
     pub lockouts: u32,
-    /// End of the latest lockout.
+    /// End of the latest lock.
     pub locked_until: Option<DateTime<Utc>>,
 }
 
+impl FailureRecord {
+    pub fn new(now: DateTime<Utc>) -> Self {
+        Self {
+            clear_at: now,
+            in_flight: 0,
+            lockouts: 0,
+            locked_until: None,
+        }
+    }
+}
+
+/// Whether an attempt may be decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Admitted: it counts as in flight until settled.
+    Admitted,
+    /// The subject is locked until `until`.
+    Locked { until: DateTime<Utc> },
+    /// Failures on record and attempts in flight already fill the budget: were they
+    /// all to fail, a lock would start. Refused without being decided; `until` is
+    /// when that lock would end.
+    Full { until: DateTime<Utc> },
+}
+
 impl LockoutRules {
-    /// Length of the `nth` lockout (1-based): base x 2^(n-1), at most `max`.
+    /// Time after which one failure is forgotten.
+    fn per_failure(&self) -> Duration {
+        let ms = self.window.num_milliseconds() / i64::from(self.max_failures.max(1));
+        Duration::milliseconds(ms.max(1))
+    }
+
+    /// Length of the `nth` lock (1-based): base x 2^(n-1), at most `max`.
     pub fn lockout_length(&self, nth: u32) -> Duration {
         let factor = 1i64
             .checked_shl(nth.saturating_sub(1).min(40))
@@ -51,51 +117,87 @@ impl LockoutRules {
         Duration::milliseconds(ms).min(self.max)
     }
 
-    /// When the device's lockout ends, if it is locked out at `now`.
+    /// Failures still on record at `now` (rounded up: a failure half forgotten counts).
+    pub fn failures_on_record(&self, record: &FailureRecord, now: DateTime<Utc>) -> u32 {
+        let left = (record.clear_at - now).num_milliseconds();
+        if left <= 0 {
+            return 0;
+        }
+        let per = self.per_failure().num_milliseconds();
+        u32::try_from((left + per - 1) / per).unwrap_or(u32::MAX)
+    }
+
+    /// When the subject's lock ends, if it is locked at `now`.
     pub fn locked_until(
         &self,
-        record: &DeviceFailures,
+        record: &FailureRecord,
         now: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
         record.locked_until.filter(|until| now < *until)
     }
 
-    /// The record after one more failed login at `now`.
-    pub fn after_failure(
+    /// The doubling level the next lock would start from: reset after `max` of quiet.
+    fn level(&self, record: &FailureRecord, now: DateTime<Utc>) -> u32 {
+        match record.locked_until {
+            Some(until) if now >= until + self.max => 0,
+            _ => record.lockouts,
+        }
+    }
+
+    /// Admits an attempt at `now` (counted in flight) or says why not.
+    pub fn admit(&self, record: &mut FailureRecord, now: DateTime<Utc>) -> Admission {
+        if let Some(until) = self.locked_until(record, now) {
+            return Admission::Locked { until };
+        }
+        let pending = self
+            .failures_on_record(record, now)
+            .saturating_add(record.in_flight);
+        if pending >= self.max_failures {
+            let until = now + self.lockout_length(self.level(record, now) + 1);
+            return Admission::Full { until };
+        }
+        record.in_flight += 1;
+        Admission::Admitted
+    }
+
+    /// Settles an admitted attempt: `failed` when it was refused and counts. Returns
+    /// the end of the lock this failure started, if it started one.
+    pub fn settle(
         &self,
-        record: Option<DeviceFailures>,
+        record: &mut FailureRecord,
+        failed: bool,
         now: DateTime<Utc>,
-    ) -> DeviceFailures {
-        let mut r = record.unwrap_or(DeviceFailures {
-            failures: 0,
-            window_start: now,
-            lockouts: 0,
-            locked_until: None,
-        });
-        if r.locked_until.is_some_and(|until| now >= until + self.max) {
-            r.lockouts = 0; // quiet for long enough: start over
+    ) -> Option<DateTime<Utc>> {
+        record.in_flight = record.in_flight.saturating_sub(1);
+        if !failed {
+            return None;
         }
-        if now - r.window_start >= self.window {
-            r.failures = 0;
-            r.window_start = now;
+        record.clear_at = record.clear_at.max(now) + self.per_failure();
+        if self.locked_until(record, now).is_some()
+            || self.failures_on_record(record, now) < self.max_failures
+        {
+            return None;
         }
-        r.failures += 1;
-        if r.failures >= self.max_failures {
-            r.lockouts += 1;
-            r.locked_until = Some(now + self.lockout_length(r.lockouts));
-            r.failures = 0;
-            r.window_start = now;
-        }
-        r
+        record.lockouts = self.level(record, now) + 1;
+        let until = now + self.lockout_length(record.lockouts);
+        record.locked_until = Some(until);
+        Some(until)
     }
 
     /// Whether a record can be forgotten at `now` (nothing it holds matters any more).
-    pub fn expired(&self, record: &DeviceFailures, now: DateTime<Utc>) -> bool {
-        let window_over = now - record.window_start >= self.window;
-        let lock_over = record
-            .locked_until
-            .is_none_or(|until| now >= until + self.max);
-        window_over && lock_over
+    pub fn expired(&self, record: &FailureRecord, now: DateTime<Utc>) -> bool {
+        record.in_flight == 0
+            && record.clear_at <= now
+            && record
+                .locked_until
+                .is_none_or(|until| now >= until + self.max)
+    }
+
+    /// Refused logins a subject can sustain per day without ever being locked (the
+    /// refill rate; the README's arithmetic of guessing times rests on it).
+    pub fn sustained_per_day(&self) -> f64 {
+        let per = self.per_failure().num_milliseconds() as f64;
+        86_400_000.0 / per
     }
 }
 
@@ -103,52 +205,103 @@ impl LockoutRules {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use proptest::prelude::*;
 
     fn t0() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap()
     }
 
+    /// `n` sequential failures at `at`; the lock ends they started.
     fn fail(
         rules: &LockoutRules,
-        r: Option<DeviceFailures>,
+        r: &mut FailureRecord,
         at: DateTime<Utc>,
         n: u32,
-    ) -> DeviceFailures {
-        (0..n)
-            .fold(r, |r, _| Some(rules.after_failure(r, at)))
-            .unwrap()
+    ) -> Vec<DateTime<Utc>> {
+        let mut locks = Vec::new();
+        for _ in 0..n {
+            if rules.admit(r, at) == Admission::Admitted {
+                locks.extend(rules.settle(r, true, at));
+            }
+        }
+        locks
     }
 
     #[test]
-    fn ten_failures_in_ten_minutes_lock_for_ten_minutes() {
+    fn ten_failures_at_once_lock_for_ten_minutes() {
         let rules = LockoutRules::default();
-        let r = fail(&rules, None, t0(), 9);
-        assert_eq!(rules.locked_until(&r, t0()), None, "nine are not enough");
-        let r = rules.after_failure(Some(r), t0() + Duration::minutes(9));
-        let until = t0() + Duration::minutes(19);
+        let mut r = FailureRecord::new(t0());
+        assert!(
+            fail(&rules, &mut r, t0(), 9).is_empty(),
+            "nine are not enough"
+        );
+        assert_eq!(rules.locked_until(&r, t0()), None);
+        let until = t0() + Duration::minutes(10);
+        assert_eq!(fail(&rules, &mut r, t0(), 1), vec![until]);
         assert_eq!(
-            rules.locked_until(&r, t0() + Duration::minutes(9)),
-            Some(until)
+            rules.admit(&mut r, until - Duration::seconds(1)),
+            Admission::Locked { until }
         );
         assert_eq!(
-            rules.locked_until(&r, until - Duration::seconds(1)),
-            Some(until)
-        );
-        assert_eq!(
-            rules.locked_until(&r, until),
-            None,
+            rules.admit(&mut r, until),
+            Admission::Admitted,
             "free exactly at the end"
         );
     }
 
     #[test]
-    fn failures_spread_over_more_than_the_window_do_not_lock() {
+    fn the_budget_refills_evenly_over_the_window() {
+        let rules = LockoutRules::default(); // one failure forgotten per minute
+        let mut r = FailureRecord::new(t0());
+        fail(&rules, &mut r, t0(), 9);
+        // Five minutes later five are forgotten: five more fit, the sixth locks.
+        let at = t0() + Duration::minutes(5);
+        assert_eq!(rules.failures_on_record(&r, at), 4);
+        assert!(fail(&rules, &mut r, at, 5).is_empty());
+        assert_eq!(fail(&rules, &mut r, at, 1).len(), 1);
+    }
+
+    #[test]
+    fn a_sustained_rate_under_the_refill_never_locks_and_one_above_does() {
         let rules = LockoutRules::default();
-        let mut r = None;
-        for i in 0..30 {
-            r = Some(rules.after_failure(r, t0() + Duration::minutes(2 * i)));
+        let mut r = FailureRecord::new(t0());
+        for i in 0..1000 {
+            assert!(fail(&rules, &mut r, t0() + Duration::seconds(61 * i), 1).is_empty());
         }
-        assert_eq!(r.unwrap().lockouts, 0);
+        let mut r = FailureRecord::new(t0());
+        let locks: usize = (0..100)
+            .map(|i| fail(&rules, &mut r, t0() + Duration::seconds(50 * i), 1).len())
+            .sum();
+        assert!(locks >= 1);
+    }
+
+    #[test]
+    fn concurrent_attempts_are_admitted_only_up_to_the_budget() {
+        let rules = LockoutRules::default();
+        let mut r = FailureRecord::new(t0());
+        let admitted = (0..128)
+            .filter(|_| rules.admit(&mut r, t0()) == Admission::Admitted)
+            .count();
+        assert_eq!(admitted, 10);
+        assert!(matches!(rules.admit(&mut r, t0()), Admission::Full { .. }));
+        let locks: Vec<_> = (0..10)
+            .filter_map(|_| rules.settle(&mut r, true, t0()))
+            .collect();
+        assert_eq!(locks, vec![t0() + Duration::minutes(10)]);
+        assert_eq!(r.lockouts, 1);
+        assert_eq!(r.in_flight, 0);
+    }
+
+    #[test]
+    fn successes_free_their_place_and_are_not_counted() {
+        let rules = LockoutRules::default();
+        let mut r = FailureRecord::new(t0());
+        for _ in 0..100 {
+            assert_eq!(rules.admit(&mut r, t0()), Admission::Admitted);
+            assert_eq!(rules.settle(&mut r, false, t0()), None);
+        }
+        assert_eq!(rules.failures_on_record(&r, t0()), 0);
+        assert!(rules.expired(&r, t0()));
     }
 
     #[test]
@@ -162,18 +315,54 @@ mod tests {
             vec![10, 20, 40, 80, 160, 320, 640, 1280, 1440, 1440]
         );
         assert_eq!(rules.lockout_length(u32::MAX), Duration::days(1));
-        let mut r = fail(&rules, None, t0(), 10);
+        let mut r = FailureRecord::new(t0());
         let mut at = t0();
         for expected in [10, 20, 40] {
-            assert_eq!(r.locked_until.unwrap() - at, Duration::minutes(expected));
-            at = r.locked_until.unwrap();
-            r = fail(&rules, Some(r), at, 10);
+            let until = fail(&rules, &mut r, at, 10)[0];
+            assert_eq!(until - at, Duration::minutes(expected));
+            at = until;
         }
-        // A day of quiet after the lockout ends: back to ten minutes.
+        // A day of quiet after the lock ends: back to ten minutes.
         let quiet = r.locked_until.unwrap() + Duration::days(1);
-        let r = fail(&rules, Some(r), quiet, 10);
-        assert_eq!(r.locked_until.unwrap() - quiet, Duration::minutes(10));
+        let until = fail(&rules, &mut r, quiet, 10)[0];
+        assert_eq!(until - quiet, Duration::minutes(10));
         assert!(!rules.expired(&r, quiet + Duration::minutes(10)));
         assert!(rules.expired(&r, quiet + Duration::minutes(10) + Duration::days(1)));
+    }
+
+    proptest! {
+        /// Whatever the interleaving of admissions and settlements, the failed
+        /// attempts admitted within any stretch of time never exceed the budget plus
+        /// what refilled during it: concurrency buys no extra guesses.
+        #[test]
+        fn no_interleaving_checks_more_than_the_budget(
+            steps in proptest::collection::vec((0u8..3, 0i64..90), 1..300)
+        ) {
+            let rules = LockoutRules::default();
+            let per = rules.per_failure().num_milliseconds();
+            let mut r = FailureRecord::new(t0());
+            let mut now = t0();
+            // Admission times of attempts in flight, and of those that failed.
+            let (mut in_flight, mut failed) = (Vec::new(), Vec::new());
+            for (op, advance) in steps {
+                now += Duration::seconds(advance);
+                match op {
+                    0 => if rules.admit(&mut r, now) == Admission::Admitted { in_flight.push(now) },
+                    _ => if let Some(admitted) = in_flight.pop() {
+                        rules.settle(&mut r, op == 1, now);
+                        if op == 1 { failed.push(admitted) }
+                    },
+                }
+                prop_assert_eq!(r.in_flight as usize, in_flight.len());
+            }
+            failed.sort();
+            for (i, a) in failed.iter().enumerate() {
+                for (j, b) in failed.iter().enumerate().skip(i) {
+                    let refilled = ((*b - *a).num_milliseconds() / per) as usize;
+                    prop_assert!(j - i < rules.max_failures as usize + refilled + 1,
+                        "{} failures admitted within {}", j - i + 1, *b - *a);
+                }
+            }
+        }
     }
 }

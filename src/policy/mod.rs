@@ -49,6 +49,17 @@ pub enum RejectReason {
     LockedOut {
         until: DateTime<Utc>,
     },
+    /// Too many refused logins at this NAS (or on the whole server): devices not
+    /// bound to the code they present are refused, without the code being looked up,
+    /// for about `minutes` more.
+    HotspotPaused {
+        minutes: u32,
+    },
+    /// Too many refused email + PIN logins for this email: new devices are refused
+    /// for about `minutes` more; the person's bound devices still get in.
+    AccountLocked {
+        minutes: u32,
+    },
 }
 
 impl RejectReason {
@@ -69,15 +80,17 @@ impl RejectReason {
             Self::DeviceLimitReached { .. } => "device_limit_reached",
             Self::SimultaneousUseLimit { .. } => "simultaneous_use_limit",
             Self::LockedOut { .. } => "locked_out",
+            Self::HotspotPaused { .. } => "hotspot_paused",
+            Self::AccountLocked { .. } => "account_locked",
         }
     }
 
-    /// Whether the reject counts as a failed guess (wrong code or password), as
-    /// opposed to a right code refused for a rule of its own.
-    pub fn is_bad_credential(&self) -> bool {
+    /// Whether the refusal came from the failure budgets themselves (nothing was
+    /// decided, so it is not counted against them again).
+    pub fn is_guard_refusal(&self) -> bool {
         matches!(
             self,
-            Self::UnknownCode | Self::BadPassword | Self::NoCredentials
+            Self::LockedOut { .. } | Self::HotspotPaused { .. } | Self::AccountLocked { .. }
         )
     }
 }
@@ -119,6 +132,14 @@ impl fmt::Display for RejectReason {
                 f,
                 "Too many failed attempts from this device; try again after {}",
                 until.to_rfc3339_opts(SecondsFormat::Secs, true)
+            ),
+            Self::HotspotPaused { minutes } => write!(
+                f,
+                "Too many failed logins at this hotspot; try again in {minutes} minute(s)"
+            ),
+            Self::AccountLocked { minutes } => write!(
+                f,
+                "Too many failed logins for this account; try again in {minutes} minute(s) or use a device already signed in"
             ),
         }
     }

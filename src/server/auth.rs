@@ -2,10 +2,11 @@
 
 use super::cache::{RequestKey, Seen};
 use super::datagrams::{ReceiveBatch, SendBatch};
+use super::guard::{Charge, NasLabel, Verdict};
 use super::{Context, Settings};
 use crate::config::{Client, PasswordMode};
 use crate::metrics::ClientCounters;
-use crate::model::{AccessToken, Mac, MaskedCode, TokenOwner};
+use crate::model::{AccessToken, LockScope, LogSafe, Mac, MaskedCode, TokenOwner};
 use crate::policy::{self, Grant, RejectReason};
 use crate::protocol::{self, Code, Packet, PacketBuilder, attr};
 use crate::store::{BindOutcome, ReadPoint, SharedToken};
@@ -211,7 +212,8 @@ pub fn process_auth_datagram(
             key,
         } => {
             counters.access_requests.inc();
-            let answer = answer_access_request(ctx, settings, client, counters, datagram, arrived);
+            let answer =
+                answer_access_request(ctx, settings, client, counters, datagram, source, arrived);
             match &answer {
                 Some(bytes) => ctx.cache.complete(key, bytes),
                 None => ctx.cache.abandon(key),
@@ -286,6 +288,7 @@ fn answer_access_request(
     client: &Client,
     counters: &ClientCounters,
     request: &[u8],
+    source: SocketAddr,
     arrived: ReadPoint,
 ) -> Option<Vec<u8>> {
     let packet = protocol::validate(request).ok()?;
@@ -293,20 +296,31 @@ fn answer_access_request(
     // recomputation from stored values (first-login check-in) exact.
     let now = ctx.clock.now().trunc_subsecs(3);
     let secret = client.secret.as_bytes();
-    let code = packet
-        .value(attr::USER_NAME)
-        .and_then(|v| std::str::from_utf8(v).ok());
-    let station = packet
-        .value(attr::CALLING_STATION_ID)
-        .and_then(|v| std::str::from_utf8(v).ok());
+    let text = |typ| packet.value(typ).and_then(|v| std::str::from_utf8(v).ok());
+    let code = text(attr::USER_NAME);
+    let station = text(attr::CALLING_STATION_ID);
     let device: Option<Mac> = station.and_then(|s| s.parse().ok());
     let creds = credentials(&packet, secret);
-
-    let arrival = Arrival {
-        now,
-        read_point: arrived,
+    let nas = NasLabel {
+        client: &client.name,
+        source: source.ip(),
+        nas_ip: packet
+            .value(attr::NAS_IP_ADDRESS)
+            .and_then(|v| <[u8; 4]>::try_from(v).ok())
+            .map(std::net::IpAddr::from),
+        nas_id: text(attr::NAS_IDENTIFIER),
     };
-    let outcome = match decide(ctx, settings, client, code, device, &creds, arrival) {
+    let login = Login {
+        code,
+        email: code.filter(|c| client.email_login && c.contains('@')),
+        device,
+        creds: &creds,
+        arrival: Arrival {
+            now,
+            read_point: arrived,
+        },
+    };
+    let outcome = match decide(ctx, settings, client, nas, &login) {
         Ok(o) => o,
         Err(e) => {
             tracing::error!(client = %client.name, error = %e, "could not decide an Access-Request; not answering");
@@ -314,18 +328,20 @@ fn answer_access_request(
         }
     };
     let masked = MaskedCode(code);
-    let station = station.unwrap_or("-");
+    let station = LogSafe(station.unwrap_or("-"));
     let mut b;
     match &outcome {
         Outcome::Accept { token, grant } => {
-            tracing::debug!(client = %client.name, code = %masked, station, token = token.id,
+            tracing::debug!(client = %client.name, code = %masked, %station, token = token.id,
                 session_timeout = grant.session_timeout, limited_by = %grant.limited_by, "accept");
             counters.accepts.inc();
             b = PacketBuilder::with_message_authenticator(Code::AccessAccept, packet.identifier());
             encode_accept(&mut b, &settings.reply, client, token, grant).ok()?;
         }
         Outcome::Reject(reason) => {
-            tracing::info!(client = %client.name, code = %masked, station, reason = reason.label(), "reject: {reason}");
+            tracing::debug!(client = %client.name, code = %masked, %station, reason = reason.label(), "reject: {reason}");
+            ctx.reject_log
+                .count(&client.name, reason.label(), std::time::Instant::now());
             ctx.metrics
                 .rejects
                 .get_or_create(&crate::metrics::ReasonLabel {
@@ -352,59 +368,130 @@ struct Arrival {
     read_point: ReadPoint,
 }
 
-/// Decides a login, guarded against guessing: a locked-out device is refused before
-/// anything else; a wrong code or password counts against the device and the client.
+/// What an Access-Request asks.
+struct Login<'a> {
+    /// The User-Name: a code, or an email.
+    code: Option<&'a str>,
+    /// The User-Name when it is an email and the client takes email + PIN logins.
+    email: Option<&'a str>,
+    device: Option<Mac>,
+    creds: &'a Credentials<'a>,
+    arrival: Arrival,
+}
+
+/// Decides a login, guarded against guessing (`guard.rs`): the attempt is admitted
+/// against the failure budgets of its device, account, NAS and the server before it
+/// is decided, and settled after. A refused login counts against them unless the
+/// device was already bound to the code it presented. While a budget other than the
+/// device's is spent, only such bound devices are decided at all.
 fn decide(
     ctx: &Context,
     settings: &Settings,
     client: &Client,
-    code: Option<&str>,
-    device: Option<Mac>,
-    creds: &Credentials<'_>,
-    arrival: Arrival,
+    nas: NasLabel<'_>,
+    login: &Login<'_>,
 ) -> Result<Outcome, crate::store::StoreError> {
-    let now = arrival.now;
-    if let Some(mac) = device
-        && let Some(until) = ctx
-            .guard
-            .locked_until(&ctx.store, &settings.lockout, mac, now)?
+    let now = login.arrival.now;
+    let charge = Charge {
+        nas,
+        device: login.device,
+        account: login.email.map(|e| (client.business_id, e)),
+        user_name: login.code,
+    };
+    let version = ctx.store.data_version(login.arrival.read_point)?;
+    let ticket = match ctx
+        .guard
+        .admit(&ctx.store, &settings.lockout, &charge, version, now)?
     {
-        return Ok(Outcome::Reject(RejectReason::LockedOut { until }));
-    }
-    let outcome = decide_login(ctx, settings, client, code, device, creds, arrival)?;
-    match &outcome {
-        Outcome::Reject(reason) if reason.is_bad_credential() => {
-            if ctx
-                .guard
-                .failure(&ctx.store, settings, device, &client.name, code, now)?
-            {
-                ctx.metrics.lockouts.inc();
-            }
+        Verdict::Go(ticket) => Some(ticket),
+        Verdict::Refuse(reason) => {
+            ctx.metrics.guard_refused(LockScope::Device);
+            return Ok(Outcome::Reject(reason));
         }
-        Outcome::Accept { .. } => ctx.guard.success(device),
-        Outcome::Reject(_) => {}
+        Verdict::BoundOnly { scope, reason } => {
+            // The one question asked of the code: is this device bound to it? Any
+            // code, existing or not, gets the same answer when it is not.
+            let bound = match (login.device, login.code) {
+                (Some(mac), Some(name)) => {
+                    ctx.store
+                        .device_bound(client.business_id, name, login.email.is_some(), mac)?
+                }
+                _ => false,
+            };
+            if !bound {
+                ctx.metrics.guard_refused(scope);
+                return Ok(Outcome::Reject(reason));
+            }
+            None
+        }
+    };
+    let decided = decide_login(ctx, settings, client, login);
+    if let Some(ticket) = ticket {
+        let counted = match &decided {
+            Ok((Outcome::Reject(_), bound)) => !bound,
+            _ => false,
+        };
+        ctx.guard.settle(
+            &ctx.store,
+            &settings.lockout,
+            ticket,
+            counted,
+            &charge,
+            &ctx.metrics,
+            now,
+        );
     }
-    Ok(outcome)
+    decided.map(|(outcome, _)| outcome)
 }
 
+/// The code an email + PIN login logs in with: the code (PIN) of a person with that
+/// email whose PIN the password proves. `Ok(None)`: no person of the business has
+/// that email (the User-Name may then be a code); `Ok(Some(None))`: the email is
+/// known but no PIN of it matches.
+fn code_of_email(
+    ctx: &Context,
+    client: &Client,
+    email: &str,
+    creds: &Credentials<'_>,
+) -> Result<Option<Option<String>>, crate::store::StoreError> {
+    let codes = ctx.store.codes_of_email(client.business_id, email)?;
+    if codes.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(codes.into_iter().find(|pin| {
+        password_matches(PasswordMode::Code, creds, pin)
+    })))
+}
+
+/// Decides a login admitted by the guard; also says whether the device was already
+/// bound to the token the login resolved to (its refusals are not counted).
 fn decide_login(
     ctx: &Context,
     settings: &Settings,
     client: &Client,
-    code: Option<&str>,
-    device: Option<Mac>,
-    creds: &Credentials<'_>,
-    arrival: Arrival,
-) -> Result<Outcome, crate::store::StoreError> {
-    let now = arrival.now;
-    let Some(code) = code else {
-        return Ok(Outcome::Reject(RejectReason::UnknownCode));
+    login: &Login<'_>,
+) -> Result<(Outcome, bool), crate::store::StoreError> {
+    let Arrival { now, read_point } = login.arrival;
+    let (device, creds) = (login.device, login.creds);
+    let reject = |reason| Ok((Outcome::Reject(reason), false));
+    let Some(user_name) = login.code else {
+        return reject(RejectReason::UnknownCode);
     };
     if matches!(creds, Credentials::None) {
-        return Ok(Outcome::Reject(RejectReason::NoCredentials));
+        return reject(RejectReason::NoCredentials);
     }
+    // Email + PIN: the password is a PIN, whatever the client's password mode.
+    let by_email = match login.email {
+        Some(email) => code_of_email(ctx, client, email, creds)?,
+        None => None,
+    };
+    let (code, mode) = match &by_email {
+        Some(Some(pin)) => (pin.as_str(), PasswordMode::Code),
+        Some(None) => return reject(RejectReason::BadPassword),
+        None => (user_name, client.password_mode),
+    };
     let Some((token, owner, usage)) = ctx.store.login_facts(
-        arrival.read_point,
+        read_point,
         client.business_id,
         code,
         device,
@@ -412,11 +499,26 @@ fn decide_login(
         settings.rules.stale_before(now),
     )?
     else {
-        return Ok(Outcome::Reject(RejectReason::UnknownCode));
+        return reject(RejectReason::UnknownCode);
     };
-    if !password_matches(client.password_mode, creds, &token.access_code) {
-        return Ok(Outcome::Reject(RejectReason::BadPassword));
+    if !password_matches(mode, creds, &token.access_code) {
+        return reject(RejectReason::BadPassword);
     }
+    let bound = device.is_some_and(|d| usage.bound_devices.contains(&d));
+    let outcome = grant_login(ctx, settings, client, (token, owner, usage), device, now)?;
+    Ok((outcome, bound))
+}
+
+/// Applies the policy to a login whose code and password are right, binds a new
+/// device and checks a visitor in on their first login.
+fn grant_login(
+    ctx: &Context,
+    settings: &Settings,
+    client: &Client,
+    (token, owner, usage): (SharedToken, TokenOwner, crate::model::TokenUsage),
+    device: Option<Mac>,
+    now: DateTime<Utc>,
+) -> Result<Outcome, crate::store::StoreError> {
     let mut grant = match policy::decide(now, &token, owner, &usage, device, &settings.rules) {
         Ok(g) => g,
         Err(reason) => return Ok(Outcome::Reject(reason)),

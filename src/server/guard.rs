@@ -1,212 +1,566 @@
-//! Keeps the guessing lockout: failed logins per device in memory (bounded), lockouts
-//! persisted in the store (they survive a restart and `lockout clear` reaches the
-//! running server), and a per-client failure rate that logs an attack once a minute
-//! instead of once a packet.
+//! Keeps the failure budgets against guessing (`policy::lockout`): per device, per
+//! account (email + PIN), per NAS of each client and for the whole server, in memory
+//! (bounded), with locks persisted in the store (they survive a restart, and
+//! `lockout clear` reaches the running server).
+//!
+//! Every attempt is admitted before it is decided and settled after, under one lock,
+//! so concurrent attempts cannot get past a budget, and a failure and the check that
+//! reads it cannot interleave. A lock is remembered in memory first and written to the
+//! store after; memory alone answers until the write is done, so a check racing the
+//! write never mistakes "not written yet" for "cleared by an admin".
 
-use crate::model::{Mac, MaskedCode};
-use crate::policy::lockout::{DeviceFailures, LockoutRules};
-use crate::store::{LockoutRow, Store, StoreError};
+use crate::model::{LogSafe, Mac, MaskedCode};
+use crate::policy::RejectReason;
+use crate::policy::lockout::{Admission, FailureRecord, GuardRules, LockoutRules};
+use crate::store::{LockScope, LockoutRow, Store, StoreError};
 use chrono::{DateTime, Utc};
 // foldhash, seeded per process: these maps are keyed by what senders choose.
 use foldhash::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::fmt::Write as _;
+use std::hash::Hash;
 use std::sync::{Mutex, MutexGuard};
 
-/// Devices tracked in memory at most; under a flood of random MACs the records that
-/// no longer matter go first, then unlocked ones.
-const MAX_DEVICES: usize = 100_000;
+/// Subjects tracked in memory at most, per scope; under a flood of random MACs or
+/// emails the records that no longer matter go first, then unlocked ones.
+const MAX_TRACKED: usize = 100_000;
+
+/// One subject's record and what the store knows of it.
+#[derive(Debug, Clone)]
+struct Tracked {
+    record: FailureRecord,
+    /// The record's lock is in the store. False from the moment a lock starts until
+    /// its row is written: meanwhile memory alone answers.
+    saved: bool,
+    /// The database version at which the store last confirmed the lock (an admin's
+    /// `lockout clear` moves the version, so it is asked again after any change).
+    confirmed: Option<i64>,
+    /// The start of the current lock was logged and its end not yet.
+    announced: bool,
+}
+
+impl Tracked {
+    fn new(now: DateTime<Utc>) -> Self {
+        Self {
+            record: FailureRecord::new(now),
+            saved: false,
+            confirmed: None,
+            announced: false,
+        }
+    }
+}
+
+/// The subjects of one scope.
+#[derive(Debug)]
+struct Scope<K> {
+    map: HashMap<K, Tracked>,
+}
+
+impl<K> Default for Scope<K> {
+    fn default() -> Self {
+        Self {
+            map: HashMap::default(),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone> Scope<K> {
+    /// The record of `key`, created if new (making room if the scope is full).
+    fn entry(&mut self, key: &K, rules: &LockoutRules, now: DateTime<Utc>) -> &mut Tracked {
+        if self.map.len() >= MAX_TRACKED && !self.map.contains_key(key) {
+            self.map.retain(|_, t| !rules.expired(&t.record, now));
+            if self.map.len() >= MAX_TRACKED {
+                self.map.retain(|_, t| {
+                    t.record.in_flight > 0 || rules.locked_until(&t.record, now).is_some()
+                });
+            }
+        }
+        self.map
+            .entry(key.clone())
+            .or_insert_with(|| Tracked::new(now))
+    }
+}
 
 #[derive(Debug, Default)]
-struct ClientRate {
-    /// Minute (Unix seconds / 60) being counted.
-    minute: i64,
-    failures: u32,
-    /// Whether this minute's alarm was logged.
-    alarmed: bool,
+struct State {
+    devices: Scope<Mac>,
+    /// (business, lower-cased email).
+    accounts: Scope<(i64, Box<str>)>,
+    /// NAS label (see [`NasLabel`]) -> record.
+    nases: Scope<Box<str>>,
+    server: Option<Tracked>,
+}
+
+/// A NAS as budgets and logs name it: the client's name, the address packets come
+/// from, and NAS-IP-Address / NAS-Identifier when the packet has them (several NASes
+/// behind one CIDR client, or behind one proxy, each get a budget of their own).
+#[derive(Debug, Clone, Copy)]
+pub struct NasLabel<'a> {
+    pub client: &'a str,
+    pub source: std::net::IpAddr,
+    pub nas_ip: Option<std::net::IpAddr>,
+    pub nas_id: Option<&'a str>,
+}
+
+impl std::fmt::Display for NasLabel<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.client, self.source)?;
+        if let Some(ip) = self.nas_ip {
+            write!(f, " nas-ip={ip}")?;
+        }
+        if let Some(id) = self.nas_id {
+            write!(f, " nas-id={}", LogSafe(id))?;
+        }
+        Ok(())
+    }
+}
+
+/// Who one login attempt is charged to.
+#[derive(Debug, Clone, Copy)]
+pub struct Charge<'a> {
+    pub nas: NasLabel<'a>,
+    pub device: Option<Mac>,
+    /// The business and the email, for an email + PIN login.
+    pub account: Option<(i64, &'a str)>,
+    /// The User-Name, for log lines (masked).
+    pub user_name: Option<&'a str>,
+}
+
+/// What the guard says of an attempt before it is decided.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Decide it, then settle the ticket.
+    Go(Ticket),
+    /// Refuse it without deciding: the device is locked.
+    Refuse(RejectReason),
+    /// A budget it would draw on (account, NAS, server: `scope`) is spent: only a
+    /// device already bound to the code it presents may go on, and uncounted; any
+    /// other gets `reason`, whatever its code.
+    BoundOnly {
+        scope: LockScope,
+        reason: RejectReason,
+    },
+}
+
+/// An admitted attempt: which subjects hold a place for it.
+#[derive(Debug)]
+#[must_use = "settle the ticket, or the attempt holds a place in its budgets"]
+pub struct Ticket {
+    device: Option<Mac>,
+    account: Option<(i64, Box<str>)>,
+    nas: Box<str>,
+    client: Box<str>,
+}
+
+/// A lock that has just started, to log and persist outside the guard's lock.
+struct Started {
+    scope: LockScope,
+    subject: String,
+    lockouts: u32,
+    until: DateTime<Utc>,
 }
 
 #[derive(Debug, Default)]
 pub struct Guard {
-    devices: Mutex<HashMap<Mac, DeviceFailures>>,
-    /// `devices.len()` as of its last unlock: a login while no device has failed (the
-    /// common case) is checked without taking the lock.
-    tracked: AtomicUsize,
-    clients: Mutex<HashMap<String, ClientRate>>,
+    state: Mutex<State>,
 }
 
-/// The locked device map; publishes its size to `Guard::tracked` when released.
-struct Devices<'a> {
-    map: MutexGuard<'a, HashMap<Mac, DeviceFailures>>,
-    tracked: &'a AtomicUsize,
+/// Minutes from `now` to `until`, rounded up, at least 1 (for Reply-Messages).
+fn minutes_until(now: DateTime<Utc>, until: DateTime<Utc>) -> u32 {
+    let secs = (until - now).num_seconds().max(1);
+    u32::try_from((secs + 59) / 60).unwrap_or(u32::MAX)
 }
 
-impl std::ops::Deref for Devices<'_> {
-    type Target = HashMap<Mac, DeviceFailures>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.map
-    }
-}
-
-impl std::ops::DerefMut for Devices<'_> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.map
-    }
-}
-
-impl Drop for Devices<'_> {
-    fn drop(&mut self) {
-        self.tracked.store(self.map.len(), Ordering::Release);
-    }
+/// A subject's text as stored and listed.
+fn account_subject(business_id: i64, email: &str) -> String {
+    format!("{business_id}:{email}")
 }
 
 impl Guard {
-    /// A guard that knows the lockouts still active in the store.
+    /// A guard that knows the locks still active in the store.
     pub fn load(store: &Store, now: DateTime<Utc>) -> Result<Guard, StoreError> {
         let guard = Guard::default();
-        let mut devices = guard.devices();
+        let mut state = guard.state();
         for row in store.list_lockouts(Some(now))? {
-            devices.insert(
-                row.mac,
-                DeviceFailures {
-                    failures: 0,
-                    window_start: now,
+            let tracked = Tracked {
+                record: FailureRecord {
+                    clear_at: now,
+                    in_flight: 0,
                     lockouts: row.lockouts,
                     locked_until: Some(row.locked_until),
                 },
-            );
+                saved: true,
+                confirmed: None,
+                announced: true,
+            };
+            match row.scope {
+                LockScope::Device => {
+                    if let Ok(mac) = row.subject.parse::<Mac>() {
+                        state.devices.map.insert(mac, tracked);
+                    }
+                }
+                LockScope::Account => {
+                    if let Some((b, email)) = row.subject.split_once(':')
+                        && let Ok(b) = b.parse::<i64>()
+                    {
+                        state.accounts.map.insert((b, email.into()), tracked);
+                    }
+                }
+                LockScope::Client => {
+                    state.nases.map.insert(row.subject.into(), tracked);
+                }
+                LockScope::Server => state.server = Some(tracked),
+            }
         }
-        drop(devices);
+        drop(state);
         Ok(guard)
     }
 
-    fn devices(&self) -> Devices<'_> {
-        Devices {
-            map: self.devices.lock().unwrap_or_else(|e| e.into_inner()),
-            tracked: &self.tracked,
-        }
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether no device has a failure or lockout on record (no lock taken).
-    fn none_tracked(&self) -> bool {
-        self.tracked.load(Ordering::Acquire) == 0
-    }
-
-    /// When the device's lockout ends, if it is locked out now. Memory answers for the
-    /// common case; a lockout in memory is confirmed against the store, so one cleared
-    /// from the CLI ends at once.
-    pub fn locked_until(
+    /// Admits an attempt, or says why it is refused. `version` is the database's
+    /// version as of the request's arrival (locks remembered in memory are confirmed
+    /// against the store once per version, so an admin's clear ends them at once).
+    pub fn admit(
         &self,
         store: &Store,
-        rules: &LockoutRules,
-        mac: Mac,
+        rules: &GuardRules,
+        charge: &Charge<'_>,
+        version: i64,
         now: DateTime<Utc>,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        if self.none_tracked() {
-            return Ok(None);
+    ) -> Result<Verdict, StoreError> {
+        let mut nas_text = String::with_capacity(64);
+        let _ = write!(nas_text, "{}", charge.nas);
+        let mut state = self.state();
+        let state = &mut *state;
+        if let Some(mac) = charge.device {
+            let t = state.devices.entry(&mac, &rules.device, now);
+            if let Some(refusal) = admit_one(
+                store,
+                &rules.device,
+                t,
+                LockScope::Device,
+                &mac.to_string(),
+                version,
+                now,
+            )? {
+                return Ok(Verdict::Refuse(match refusal {
+                    Admission::Locked { until } | Admission::Full { until } => {
+                        RejectReason::LockedOut { until }
+                    }
+                    Admission::Admitted => unreachable!("admit_one returns refusals only"),
+                }));
+            }
         }
-        let remembered = self
-            .devices()
-            .get(&mac)
-            .and_then(|r| rules.locked_until(r, now));
-        let Some(_) = remembered else { return Ok(None) };
-        match store.lockout(mac)? {
-            Some(row) if row.locked_until > now => Ok(Some(row.locked_until)),
-            _ => {
-                // Cleared by an admin: forget the device entirely.
-                self.devices().remove(&mac);
-                Ok(None)
+        let account_key = charge
+            .account
+            .map(|(b, e)| (b, e.to_lowercase().into_boxed_str()));
+        let mut refusal = None;
+        if let Some(key) = &account_key {
+            let t = state.accounts.entry(key, &rules.account, now);
+            let subject = account_subject(key.0, &key.1);
+            refusal = admit_one(
+                store,
+                &rules.account,
+                t,
+                LockScope::Account,
+                &subject,
+                version,
+                now,
+            )?
+            .map(|a| (LockScope::Account, a));
+        }
+        if refusal.is_none() {
+            let t = state
+                .nases
+                .entry(&nas_text.as_str().into(), &rules.client, now);
+            refusal = admit_one(
+                store,
+                &rules.client,
+                t,
+                LockScope::Client,
+                &nas_text,
+                version,
+                now,
+            )?
+            .map(|a| (LockScope::Client, a));
+        }
+        if refusal.is_none() {
+            let t = state.server.get_or_insert_with(|| Tracked::new(now));
+            refusal = admit_one(
+                store,
+                &rules.server,
+                t,
+                LockScope::Server,
+                "server",
+                version,
+                now,
+            )?
+            .map(|a| (LockScope::Server, a));
+        }
+        let ticket = Ticket {
+            device: charge.device,
+            account: account_key,
+            nas: nas_text.into_boxed_str(),
+            client: charge.nas.client.into(),
+        };
+        let Some((scope, admission)) = refusal else {
+            return Ok(Verdict::Go(ticket));
+        };
+        // Give back the places taken before the refusal: nothing is decided.
+        release(state, &ticket, scope);
+        let until = match admission {
+            Admission::Locked { until } | Admission::Full { until } => until,
+            Admission::Admitted => now,
+        };
+        let minutes = minutes_until(now, until);
+        let reason = match scope {
+            LockScope::Account => RejectReason::AccountLocked { minutes },
+            _ => RejectReason::HotspotPaused { minutes },
+        };
+        Ok(Verdict::BoundOnly { scope, reason })
+    }
+
+    /// Settles an admitted attempt: `counted` when it was refused and the device was
+    /// not bound to the code it presented. Locks this failure started are logged
+    /// (once, at warn), counted in `metrics` and persisted; a lock that cannot be
+    /// persisted is logged and kept in memory, which answers for it meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    pub fn settle(
+        &self,
+        store: &Store,
+        rules: &GuardRules,
+        ticket: Ticket,
+        counted: bool,
+        charge: &Charge<'_>,
+        metrics: &crate::metrics::Metrics,
+        now: DateTime<Utc>,
+    ) {
+        let mut started = Vec::new();
+        {
+            let mut state = self.state();
+            let state = &mut *state;
+            let mut settle =
+                |t: Option<&mut Tracked>, scope: LockScope, subject: &dyn Fn() -> String| {
+                    let Some(t) = t else { return };
+                    if let Some(until) = rules.of(scope).settle(&mut t.record, counted, now) {
+                        t.saved = false;
+                        t.announced = true;
+                        started.push(Started {
+                            scope,
+                            subject: subject(),
+                            lockouts: t.record.lockouts,
+                            until,
+                        });
+                    }
+                };
+            if let Some(mac) = ticket.device {
+                settle(state.devices.map.get_mut(&mac), LockScope::Device, &|| {
+                    mac.to_string()
+                });
+            }
+            if let Some(key) = &ticket.account {
+                settle(state.accounts.map.get_mut(key), LockScope::Account, &|| {
+                    account_subject(key.0, &key.1)
+                });
+            }
+            settle(
+                state.nases.map.get_mut(&ticket.nas),
+                LockScope::Client,
+                &|| ticket.nas.to_string(),
+            );
+            settle(state.server.as_mut(), LockScope::Server, &|| {
+                "server".to_string()
+            });
+        }
+        for lock in started {
+            announce_start(&lock, rules, charge, now);
+            metrics.guard_lock_started(lock.scope);
+            let row = LockoutRow {
+                scope: lock.scope,
+                subject: lock.subject.clone(),
+                lockouts: lock.lockouts,
+                locked_until: lock.until,
+                client: ticket.client.to_string(),
+                updated_at: now,
+            };
+            match store.save_lockout(&row) {
+                Ok(()) => self.mark_saved(lock.scope, &lock.subject, &ticket, lock.until),
+                Err(e) => tracing::error!(scope = %lock.scope, error = %e,
+                    "could not persist a lock; it holds in memory until a restart"),
             }
         }
     }
 
-    /// Counts a failed login (unknown code, wrong password) from `mac` through
-    /// `client`; locks the device out when it has failed too often. True when this
-    /// failure started a lockout.
-    pub fn failure(
-        &self,
-        store: &Store,
-        settings: &super::Settings,
-        mac: Option<Mac>,
-        client: &str,
-        code: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let rules = &settings.lockout;
-        self.count_client(client, settings.client_alarm_per_minute, now);
-        let Some(mac) = mac else { return Ok(false) };
-        let record = {
-            let mut devices = self.devices();
-            if devices.len() >= MAX_DEVICES && !devices.contains_key(&mac) {
-                devices.retain(|_, r| !rules.expired(r, now));
-                if devices.len() >= MAX_DEVICES {
-                    devices.retain(|_, r| rules.locked_until(r, now).is_some());
+    /// The lock that ends at `until` is in the store now.
+    fn mark_saved(&self, scope: LockScope, subject: &str, ticket: &Ticket, until: DateTime<Utc>) {
+        let mut state = self.state();
+        let t = match scope {
+            LockScope::Device => ticket.device.and_then(|m| state.devices.map.get_mut(&m)),
+            LockScope::Account => ticket
+                .account
+                .as_ref()
+                .and_then(|k| state.accounts.map.get_mut(k)),
+            LockScope::Client => state.nases.map.get_mut(subject),
+            LockScope::Server => state.server.as_mut(),
+        };
+        if let Some(t) = t
+            && t.record.locked_until == Some(until)
+        {
+            t.saved = true;
+        }
+    }
+
+    /// Logs the end of locks that have ended (once each) and forgets records that no
+    /// longer matter; sets the gauges of subjects locked now. Run periodically.
+    pub fn sweep(&self, rules: &GuardRules, metrics: &crate::metrics::Metrics, now: DateTime<Utc>) {
+        let mut state = self.state();
+        let state = &mut *state;
+        let mut locked = [0i64; 4];
+        let mut visit = |scope: LockScope, subject: &dyn std::fmt::Display, t: &mut Tracked| {
+            let r = rules.of(scope);
+            if r.locked_until(&t.record, now).is_some() {
+                locked[scope as usize] += 1;
+            } else if t.announced {
+                t.announced = false;
+                announce_end(scope, subject);
+            }
+        };
+        for (mac, t) in state.devices.map.iter_mut() {
+            visit(LockScope::Device, mac, t);
+        }
+        for ((b, email), t) in state.accounts.map.iter_mut() {
+            visit(
+                LockScope::Account,
+                &format_args!("{b}:{}", LogSafe(email)),
+                t,
+            );
+        }
+        for (nas, t) in state.nases.map.iter_mut() {
+            visit(LockScope::Client, nas, t);
+        }
+        if let Some(t) = state.server.as_mut() {
+            visit(LockScope::Server, &"server", t);
+        }
+        state
+            .devices
+            .map
+            .retain(|_, t| t.announced || !rules.device.expired(&t.record, now));
+        state
+            .accounts
+            .map
+            .retain(|_, t| t.announced || !rules.account.expired(&t.record, now));
+        state
+            .nases
+            .map
+            .retain(|_, t| t.announced || !rules.client.expired(&t.record, now));
+        for scope in LockScope::ALL {
+            metrics.guard_locked(scope, locked[scope as usize]);
+        }
+    }
+
+    /// Subjects tracked in memory, per scope (for tests of the bound).
+    pub fn tracked(&self) -> [usize; 3] {
+        let state = self.state();
+        [
+            state.devices.map.len(),
+            state.accounts.map.len(),
+            state.nases.map.len(),
+        ]
+    }
+}
+
+/// Admits one subject; `Some` is its refusal. A lock remembered in memory and saved
+/// is confirmed against the store once per database version: gone or shortened
+/// there (an admin's `lockout clear`), it is forgotten here too.
+fn admit_one(
+    store: &Store,
+    rules: &LockoutRules,
+    t: &mut Tracked,
+    scope: LockScope,
+    subject: &str,
+    version: i64,
+    now: DateTime<Utc>,
+) -> Result<Option<Admission>, StoreError> {
+    match rules.admit(&mut t.record, now) {
+        Admission::Admitted => Ok(None),
+        Admission::Locked { until } if t.saved && t.confirmed != Some(version) => {
+            match store.lockout(scope, subject)? {
+                Some(row) if row.locked_until > now => {
+                    t.confirmed = Some(version);
+                    Ok(Some(Admission::Locked { until }))
+                }
+                _ => {
+                    // Cleared by an admin: forget the subject entirely (its level too).
+                    *t = Tracked::new(now);
+                    Ok(match rules.admit(&mut t.record, now) {
+                        Admission::Admitted => None,
+                        refused => Some(refused),
+                    })
                 }
             }
-            let before = devices.get(&mac).copied();
-            let after = rules.after_failure(before, now);
-            devices.insert(mac, after);
-            (before.map(|b| b.lockouts) != Some(after.lockouts) && after.lockouts > 0)
-                .then_some(after)
-        };
-        if let Some(locked) = record {
-            let until = locked.locked_until.unwrap_or(now);
-            tracing::warn!(
-                client,
-                device = %mac,
-                code = %MaskedCode(code),
-                lockouts = locked.lockouts,
-                until = %until.to_rfc3339(),
-                "device locked out after {} failed logins",
-                rules.max_failures
-            );
-            store.save_lockout(&LockoutRow {
-                mac,
-                lockouts: locked.lockouts,
-                locked_until: until,
-                client: client.to_string(),
-                updated_at: now,
-            })?;
-            return Ok(true);
         }
-        Ok(false)
+        refused => Ok(Some(refused)),
     }
+}
 
-    /// A successful login clears the device's failure count (not its lockout level).
-    pub fn success(&self, mac: Option<Mac>) {
-        if let Some(mac) = mac
-            && !self.none_tracked()
-            && let Some(r) = self.devices().get_mut(&mac)
-        {
-            r.failures = 0;
+/// Gives back the places `ticket` took in the scopes admitted before `refused_at`.
+fn release(state: &mut State, ticket: &Ticket, refused_at: LockScope) {
+    let give_back = |t: Option<&mut Tracked>| {
+        if let Some(t) = t {
+            t.record.in_flight = t.record.in_flight.saturating_sub(1);
         }
+    };
+    if let Some(mac) = ticket.device {
+        give_back(state.devices.map.get_mut(&mac));
     }
-
-    fn count_client(&self, client: &str, alarm_per_minute: u32, now: DateTime<Utc>) {
-        let minute = now.timestamp().div_euclid(60);
-        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        let rate = clients.entry(client.to_string()).or_default();
-        if rate.minute != minute {
-            *rate = ClientRate {
-                minute,
-                failures: 0,
-                alarmed: false,
-            };
-        }
-        rate.failures += 1;
-        if rate.failures > alarm_per_minute && !rate.alarmed {
-            rate.alarmed = true;
-            tracing::warn!(
-                client,
-                failures = rate.failures,
-                threshold = alarm_per_minute,
-                "possible guessing attack: more than {alarm_per_minute} failed logins this minute through this client"
-            );
-        }
+    if refused_at == LockScope::Account {
+        return;
     }
+    if let Some(key) = &ticket.account {
+        give_back(state.accounts.map.get_mut(key));
+    }
+    if refused_at == LockScope::Client {
+        return;
+    }
+    give_back(state.nases.map.get_mut(&ticket.nas));
+}
 
-    /// Devices tracked in memory (for tests of the bound).
-    pub fn tracked_devices(&self) -> usize {
-        self.devices().len()
+fn announce_start(lock: &Started, rules: &GuardRules, charge: &Charge<'_>, now: DateTime<Utc>) {
+    let r = rules.of(lock.scope);
+    let minutes = minutes_until(now, lock.until);
+    let until = lock.until.to_rfc3339();
+    match lock.scope {
+        LockScope::Device => tracing::warn!(
+            nas = %charge.nas, device = %lock.subject, code = %MaskedCode(charge.user_name),
+            lockouts = lock.lockouts, %until,
+            "device locked out for {minutes} min after {} failed logins", r.max_failures
+        ),
+        LockScope::Account => tracing::warn!(
+            nas = %charge.nas, account = %LogSafe(&lock.subject), lockouts = lock.lockouts, %until,
+            "account locked for new devices for {minutes} min after {} failed logins", r.max_failures
+        ),
+        LockScope::Client => tracing::warn!(
+            nas = %LogSafe(&lock.subject), lockouts = lock.lockouts, %until,
+            "guessing suspected: logins from new devices paused at this NAS for {minutes} min \
+             after {} failed logins (devices already bound still get in)", r.max_failures
+        ),
+        LockScope::Server => tracing::warn!(
+            lockouts = lock.lockouts, %until,
+            "guessing suspected: logins from new devices paused on the whole server for {minutes} min \
+             after {} failed logins (devices already bound still get in)", r.max_failures
+        ),
+    }
+}
+
+fn announce_end(scope: LockScope, subject: &dyn std::fmt::Display) {
+    match scope {
+        LockScope::Device => tracing::info!(device = %subject, "device lockout ended"),
+        LockScope::Account => tracing::info!(account = %subject, "account lock ended"),
+        LockScope::Client => {
+            tracing::warn!(nas = %subject, "pause of new-device logins ended at this NAS")
+        }
+        LockScope::Server => tracing::warn!("pause of new-device logins ended on the whole server"),
     }
 }

@@ -18,14 +18,14 @@ pub use acct::{record_of, token_from_class};
 pub use auth::{AuthAnswer, class_for_token, process_auth_datagram};
 pub use cache::{RequestKey, RetransmitCache, Seen};
 pub use clients::ClientTable;
-pub use guard::Guard;
-pub use ratelog::LogLimiter;
+pub use guard::{Charge, Guard, NasLabel, Ticket, Verdict};
+pub use ratelog::{LogLimiter, RejectTally};
 pub use reaper::reap;
 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::policy::LoginRules;
-use crate::policy::lockout::LockoutRules;
+use crate::policy::lockout::GuardRules;
 use crate::store::{LedgerWriter, Store};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -64,8 +64,8 @@ pub struct Settings {
     pub reply: ReplySettings,
     /// Login rules for visitors, customers and open sessions.
     pub rules: LoginRules,
-    pub lockout: LockoutRules,
-    pub client_alarm_per_minute: u32,
+    /// The failure budgets against guessing.
+    pub lockout: GuardRules,
     pub disconnect: crate::config::DisconnectSettings,
     /// Bearer tokens of the HTTP API (reloadable like the client secrets).
     pub api_keys: Vec<crate::config::ApiKey>,
@@ -81,7 +81,6 @@ impl Settings {
             },
             rules: config.login_rules(),
             lockout: config.lockout,
-            client_alarm_per_minute: config.client_alarm_per_minute,
             disconnect: config.disconnect,
             api_keys: config
                 .http
@@ -112,6 +111,8 @@ pub struct Context {
     pub drop_log: LogLimiter,
     /// Failed-login counting and lockouts.
     pub guard: Guard,
+    /// Rejects logged as a count per reason, once a minute per client.
+    pub reject_log: RejectTally,
     /// Counters and histograms for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Wakes the disconnector when this process queued a disconnect.
@@ -146,6 +147,7 @@ impl Context {
             reap_interval: Duration::from_secs(config.reap_interval_seconds),
             drop_log: LogLimiter::new(Duration::from_secs(10)),
             guard,
+            reject_log: RejectTally::new(Duration::from_secs(60)),
             metrics,
             disconnect_wake: tokio::sync::Notify::new(),
         })
@@ -314,6 +316,7 @@ impl Server {
             stopped.clone(),
         ));
         let disconnector = tokio::spawn(disconnect::run(self.context.clone(), stopped.clone()));
+        let sweeper = tokio::spawn(sweep_guard(self.context.clone(), stopped.clone()));
         let http = self.http.map(|listener| {
             let mut stopped = stopped.clone();
             tokio::spawn(crate::http::serve(
@@ -343,6 +346,7 @@ impl Server {
         let _ = acct.await;
         let _ = reaper.await;
         let _ = disconnector.await;
+        let _ = sweeper.await;
         if let Some(http) = http
             && tokio::time::timeout(DRAIN_TIMEOUT, http).await.is_err()
         {
@@ -366,5 +370,25 @@ impl Server {
             );
         }
         Ok(())
+    }
+}
+
+/// How often the guard logs locks that ended and forgets what no longer matters, and
+/// pending reject counts are logged.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Runs the guard's sweep and flushes the reject counts until shutdown.
+async fn sweep_guard(ctx: Arc<Context>, mut stopped: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        let settings = ctx.settings();
+        ctx.guard
+            .sweep(&settings.lockout, &ctx.metrics, ctx.clock.now());
+        ctx.reject_log.flush_due(Instant::now());
     }
 }

@@ -11,6 +11,7 @@ mod cache;
 mod disconnects;
 mod ledger;
 mod lockouts;
+mod logins;
 mod people;
 mod schema;
 mod tokens;
@@ -18,7 +19,7 @@ mod tokens;
 pub use cache::ReadPoint;
 pub use disconnects::DisconnectRow;
 pub use ledger::{AcctOutcome, AcctRecord, AcctStatus, LedgerError, LedgerWriter, SessionRow};
-pub use lockouts::LockoutRow;
+pub use lockouts::{LockScope, LockoutRow};
 pub use people::VisitorTokenSettings;
 pub use tokens::{BindOutcome, SharedToken};
 
@@ -132,6 +133,12 @@ impl Store {
     /// the request arrives and pass it to [`Store::login_facts`].
     pub fn read_point(&self) -> ReadPoint {
         self.facts_cache.read_point()
+    }
+
+    /// The database's version (SQLite's `data_version`) as of a probe started after
+    /// `point`: it moves with every commit, so equal versions mean nothing changed.
+    pub fn data_version(&self, point: ReadPoint) -> Result<i64, StoreError> {
+        self.facts_cache.version_after(point, self)
     }
 
     pub fn path(&self) -> &Path {

@@ -129,8 +129,35 @@ CREATE TABLE disconnects (
 CREATE UNIQUE INDEX disconnects_pending ON disconnects (session_id) WHERE finished_at IS NULL;
 "#;
 
+/// Failure budgets (issue 12): locks of devices, accounts (email + PIN), NASes and
+/// the whole server in one table keyed by scope and subject (the device lockouts of
+/// V4 carried over); emails looked up case-insensitively for email + PIN logins.
+const V6: &str = r#"
+CREATE TABLE guard_locks (
+    scope        TEXT    NOT NULL CHECK (scope IN ('device', 'account', 'client', 'server')),
+    subject      TEXT    NOT NULL,
+    lockouts     INTEGER NOT NULL CHECK (lockouts >= 1),
+    locked_until INTEGER NOT NULL,
+    client       TEXT    NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    PRIMARY KEY (scope, subject)
+) STRICT, WITHOUT ROWID;
+INSERT INTO guard_locks (scope, subject, lockouts, locked_until, client, updated_at)
+    SELECT 'device', mac, lockouts, locked_until, client, updated_at FROM lockouts;
+DROP TABLE lockouts;
+CREATE INDEX visitors_by_email ON visitors (business_id, email COLLATE NOCASE) WHERE email IS NOT NULL;
+CREATE INDEX customers_by_email ON customers (business_id, email COLLATE NOCASE) WHERE email IS NOT NULL;
+"#;
+
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4), M::up(V5)])
+    Migrations::new(vec![
+        M::up(V1),
+        M::up(V2),
+        M::up(V3),
+        M::up(V4),
+        M::up(V5),
+        M::up(V6),
+    ])
 }
 
 pub fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {

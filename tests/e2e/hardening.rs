@@ -2,7 +2,8 @@
 
 use crate::harness::{Harness, answered, ask, pap, t0};
 use chrono::Duration;
-use pinradius::model::NewAccessToken;
+use pinradius::model::{LockScope, NewAccessToken};
+use pinradius::server::{Charge, NasLabel, Verdict};
 use radius::core::code::Code;
 
 fn token(h: &Harness, code: &str) {
@@ -48,7 +49,10 @@ async fn forty_wrong_codes_lock_the_device_out_but_not_the_others() {
     // The lockout is in the store (it survives a restart) ...
     let locked = h.store.list_lockouts(Some(t0())).unwrap();
     assert_eq!(locked.len(), 1);
-    assert_eq!(locked[0].mac.to_string(), "AA:BB:CC:00:00:66");
+    assert_eq!(
+        (locked[0].scope, locked[0].subject.as_str()),
+        (LockScope::Device, "AA:BB:CC:00:00:66")
+    );
     assert_eq!(
         locked[0].lockouts, 1,
         "failures while locked out do not extend the lockout"
@@ -78,7 +82,12 @@ async fn forty_wrong_codes_lock_the_device_out_but_not_the_others() {
         Duration::minutes(20)
     );
     // ... and an admin's clear takes effect on the very next request.
-    assert!(h.store.clear_lockout(locked[0].mac).unwrap());
+    assert_eq!(
+        h.store
+            .clear_lockouts(LockScope::Device, Some(&locked[0].subject), None)
+            .unwrap(),
+        1
+    );
     assert_eq!(
         ask(h.auth, pap("48213", "48213", Some(guesser)))
             .await
@@ -133,8 +142,18 @@ async fn a_flood_of_garbage_does_not_stop_valid_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_counters_are_bounded_under_a_flood_of_random_devices() {
-    let h = Harness::start("").await;
+    // Budgets large enough that the NAS is never paused: every device is tracked.
+    let h =
+        Harness::start("[lockout]\nclient_max_failures = 1000000\nserver_max_failures = 1000000\n")
+            .await;
     let settings = h.ctx.settings();
+    let nas = NasLabel {
+        client: "nas",
+        source: "127.0.0.1".parse().unwrap(),
+        nas_ip: None,
+        nas_id: None,
+    };
+    let metrics = pinradius::metrics::Metrics::new();
     for i in 0..110_000u32 {
         let mac = format!(
             "02:{:02x}:{:02x}:{:02x}:00:01",
@@ -144,16 +163,33 @@ async fn failure_counters_are_bounded_under_a_flood_of_random_devices() {
         )
         .parse()
         .unwrap();
-        h.ctx
+        let charge = Charge {
+            nas,
+            device: Some(mac),
+            account: None,
+            user_name: None,
+        };
+        let Verdict::Go(ticket) = h
+            .ctx
             .guard
-            .failure(&h.store, &settings, Some(mac), "nas", None, t0())
-            .unwrap();
+            .admit(&h.store, &settings.lockout, &charge, 0, t0())
+            .unwrap()
+        else {
+            panic!("refused")
+        };
+        h.ctx.guard.settle(
+            &h.store,
+            &settings.lockout,
+            ticket,
+            true,
+            &charge,
+            &metrics,
+            t0(),
+        );
     }
-    assert!(
-        h.ctx.guard.tracked_devices() <= 100_000,
-        "{}",
-        h.ctx.guard.tracked_devices()
-    );
+    let [devices, _, nases] = h.ctx.guard.tracked();
+    assert!(devices <= 100_000, "{devices}");
+    assert_eq!(nases, 1);
     h.stop().await;
 }
 

@@ -4,6 +4,7 @@ mod accounting;
 mod api;
 mod auth;
 mod disconnects;
+mod guessing;
 mod hardening;
 mod harness;
 mod visitors;
