@@ -61,6 +61,26 @@ pub enum BenchCommand {
     Auth(BenchArgs),
     /// Send Accounting-Requests (Interim-Update) and report throughput/latency.
     Acct(BenchArgs),
+    /// Guess 5-digit PINs as an attacker behind one NAS would; report checked guesses
+    /// per minute and the time to the first valid PIN.
+    Guess {
+        #[arg(long, default_value = "127.0.0.1:1812")]
+        target: std::net::SocketAddr,
+        #[arg(long)]
+        secret: String,
+        /// rotating: a new MAC per guess; none: no Calling-Station-Id; one: one MAC.
+        #[arg(long, value_enum, default_value = "rotating")]
+        macs: crate::bench::guess::MacMode,
+        /// Requests in flight (1-255).
+        #[arg(long, default_value_t = 128)]
+        window: u32,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 60.0)]
+        duration: f64,
+        /// Seed of the guessing order.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Fill the store with N tokens named PREFIX0000000.. (one transaction).
     Seed {
         #[arg(long)]

@@ -54,6 +54,26 @@ fn run(cli: Cli) -> Result<()> {
             BenchCommand::Echo { listen, threads } => {
                 return Ok(pinradius::bench::echo(*listen, *threads)?);
             }
+            BenchCommand::Guess {
+                target,
+                secret,
+                macs,
+                window,
+                duration,
+                seed,
+            } => {
+                let report =
+                    pinradius::bench::guess::run(&pinradius::bench::guess::GuessOptions {
+                        target: *target,
+                        secret: secret.clone(),
+                        macs: *macs,
+                        window: *window,
+                        duration: std::time::Duration::from_secs_f64(duration.max(0.1)),
+                        seed: *seed,
+                    })?;
+                println!("{report}");
+                return Ok(());
+            }
             BenchCommand::Seed { .. } => {}
         }
     }

@@ -189,6 +189,12 @@ impl fmt::Display for LockScope {
     }
 }
 
+/// An account's lock subject as stored and listed: the business and the email,
+/// lower-cased and escaped (the email comes from a packet's User-Name).
+pub fn account_lock_subject(business_id: i64, email: &str) -> String {
+    format!("{business_id}:{}", LogSafe(&email.to_lowercase()))
+}
+
 /// An access token as stored (the seed API object, SPEC section 1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AccessToken {

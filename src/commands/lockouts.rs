@@ -3,7 +3,7 @@
 
 use super::tokens::parse_mac;
 use super::{CommandError, Field, time_text};
-use crate::model::LogSafe;
+use crate::model::account_lock_subject;
 use crate::store::{LockScope, Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::fmt::Write as _;
@@ -27,7 +27,7 @@ pub fn list(
             out,
             "{:<8} {:<40} {:<20} {:>8} {:<16}",
             r.scope,
-            LogSafe(&r.subject).to_string(),
+            r.subject,
             time_text(Some(r.locked_until)),
             r.lockouts,
             r.client
@@ -77,7 +77,7 @@ pub fn clear(store: &Store, which: Clear) -> Result<String, CommandError> {
         ),
         Clear::Account { business_id, email } => (
             LockScope::Account,
-            Some(format!("{business_id}:{}", email.to_lowercase())),
+            Some(account_lock_subject(*business_id, email)),
             None,
             format!("account {email} in business {business_id}"),
         ),

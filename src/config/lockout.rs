@@ -73,6 +73,15 @@ fn budget(keys: [(&str, i64); 4]) -> Result<LockoutRules, ConfigError> {
         base: chrono::Duration::seconds(bounded(k_base, base, 1, YEAR)?),
         max: chrono::Duration::seconds(bounded(k_longest, longest, 1, YEAR)?),
     };
+    if rules.window.num_milliseconds() < i64::from(rules.max_failures) {
+        return Err(invalid(
+            k_window,
+            window,
+            format!(
+                "is shorter than {k_max} milliseconds: the budget could not refill that finely"
+            ),
+        ));
+    }
     if rules.max < rules.base {
         return Err(invalid(
             k_longest,

@@ -136,10 +136,17 @@ impl LockoutRules {
         record.locked_until.filter(|until| now < *until)
     }
 
+    /// Whether `max` of quiet has passed since the lock that ended at `until`.
+    fn quiet_since(&self, until: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        until
+            .checked_add_signed(self.max)
+            .is_some_and(|quiet| now >= quiet)
+    }
+
     /// The doubling level the next lock would start from: reset after `max` of quiet.
     fn level(&self, record: &FailureRecord, now: DateTime<Utc>) -> u32 {
         match record.locked_until {
-            Some(until) if now >= until + self.max => 0,
+            Some(until) if self.quiet_since(until, now) => 0,
             _ => record.lockouts,
         }
     }
@@ -153,8 +160,11 @@ impl LockoutRules {
             .failures_on_record(record, now)
             .saturating_add(record.in_flight);
         if pending >= self.max_failures {
-            let until = now + self.lockout_length(self.level(record, now) + 1);
-            return Admission::Full { until };
+            // Only attempts in flight can fill it (a lock ends with room for one
+            // more failure): they will have settled long before one is forgotten.
+            return Admission::Full {
+                until: now + self.per_failure(),
+            };
         }
         record.in_flight += 1;
         Admission::Admitted
@@ -181,6 +191,12 @@ impl LockoutRules {
         record.lockouts = self.level(record, now) + 1;
         let until = now + self.lockout_length(record.lockouts);
         record.locked_until = Some(until);
+        // When the lock ends there is room for one failure more, whatever the window:
+        // the next one locks again, for twice as long. (Were the window longer than
+        // the lock, the budget would otherwise still be full after it, refusing with
+        // no lock to show for it.)
+        let one_left = until + self.per_failure() * (self.max_failures.saturating_sub(1) as i32);
+        record.clear_at = record.clear_at.min(one_left);
         Some(until)
     }
 
@@ -190,7 +206,7 @@ impl LockoutRules {
             && record.clear_at <= now
             && record
                 .locked_until
-                .is_none_or(|until| now >= until + self.max)
+                .is_none_or(|until| self.quiet_since(until, now))
     }
 
     /// Refused logins a subject can sustain per day without ever being locked (the
@@ -290,6 +306,35 @@ mod tests {
         assert_eq!(locks, vec![t0() + Duration::minutes(10)]);
         assert_eq!(r.lockouts, 1);
         assert_eq!(r.in_flight, 0);
+    }
+
+    #[test]
+    fn a_window_longer_than_the_lock_leaves_one_try_after_it_then_doubles() {
+        // The account budget: 10 per day, locks of 10 minutes doubling.
+        let rules = LockoutRules {
+            window: Duration::days(1),
+            ..LockoutRules::default()
+        };
+        let mut r = FailureRecord::new(t0());
+        let until = fail(&rules, &mut r, t0(), 10)[0];
+        assert_eq!(until - t0(), Duration::minutes(10));
+        assert_eq!(rules.admit(&mut r, until), Admission::Admitted);
+        let next = rules.settle(&mut r, true, until).unwrap();
+        assert_eq!(next - until, Duration::minutes(20));
+        assert_eq!(rules.locked_until(&r, until), Some(next));
+    }
+
+    #[test]
+    fn extreme_times_do_not_panic() {
+        let rules = LockoutRules::default();
+        let mut r = FailureRecord::new(t0());
+        r.locked_until = Some(DateTime::<Utc>::MAX_UTC);
+        r.lockouts = u32::MAX;
+        assert!(!rules.expired(&r, t0()));
+        assert!(matches!(
+            rules.admit(&mut r, t0()),
+            Admission::Locked { .. }
+        ));
     }
 
     #[test]

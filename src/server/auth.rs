@@ -399,48 +399,55 @@ fn decide(
         user_name: login.code,
     };
     let version = ctx.store.data_version(login.arrival.read_point)?;
-    let ticket = match ctx
-        .guard
-        .admit(&ctx.store, &settings.lockout, &charge, version, now)?
-    {
-        Verdict::Go(ticket) => Some(ticket),
-        Verdict::Refuse(reason) => {
-            ctx.metrics.guard_refused(LockScope::Device);
-            return Ok(Outcome::Reject(reason));
-        }
-        Verdict::BoundOnly { scope, reason } => {
-            // The one question asked of the code: is this device bound to it? Any
-            // code, existing or not, gets the same answer when it is not.
-            let bound = match (login.device, login.code) {
-                (Some(mac), Some(name)) => {
-                    ctx.store
-                        .device_bound(client.business_id, name, login.email.is_some(), mac)?
-                }
-                _ => false,
-            };
-            if !bound {
-                ctx.metrics.guard_refused(scope);
+    let (ticket, decided) =
+        match ctx
+            .guard
+            .admit(&ctx.store, &settings.lockout, &charge, version, now)?
+        {
+            Verdict::Go(ticket) => (ticket, decide_login(ctx, settings, client, login)),
+            Verdict::Refuse(reason) => {
+                ctx.metrics.guard_refused(LockScope::Device);
                 return Ok(Outcome::Reject(reason));
             }
-            None
-        }
-    };
-    let decided = decide_login(ctx, settings, client, login);
-    if let Some(ticket) = ticket {
-        let counted = match &decided {
-            Ok((Outcome::Reject(_), bound)) => !bound,
-            _ => false,
+            Verdict::BoundOnly {
+                scope,
+                reason,
+                ticket,
+            } => {
+                // The one question asked of the code: is this device bound to it? Any
+                // code, existing or not, gets the same answer when it is not, and that
+                // refusal counts against the device (and account) like any other.
+                let bound = match (login.device, login.code) {
+                    (Some(mac), Some(name)) => {
+                        ctx.store
+                            .device_bound(client.business_id, name, login.email.is_some(), mac)
+                    }
+                    _ => Ok(false),
+                };
+                let decided = match bound {
+                    Ok(true) => decide_login(ctx, settings, client, login),
+                    Ok(false) => {
+                        ctx.metrics.guard_refused(scope);
+                        Ok((Outcome::Reject(reason), false))
+                    }
+                    Err(e) => Err(e),
+                };
+                (ticket, decided)
+            }
         };
-        ctx.guard.settle(
-            &ctx.store,
-            &settings.lockout,
-            ticket,
-            counted,
-            &charge,
-            &ctx.metrics,
-            now,
-        );
-    }
+    let counted = match &decided {
+        Ok((Outcome::Reject(_), bound)) => !bound,
+        _ => false,
+    };
+    ctx.guard.settle(
+        &ctx.store,
+        &settings.lockout,
+        ticket,
+        counted,
+        &charge,
+        &ctx.metrics,
+        now,
+    );
     decided.map(|(outcome, _)| outcome)
 }
 

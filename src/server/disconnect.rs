@@ -156,11 +156,11 @@ async fn disconnect(ctx: &Arc<Context>, row: DisconnectRow) {
         .unwrap_or_else(|| "-".into());
     match label {
         "ack" | "already_stopped" | "disabled" => tracing::info!(
-            client = %row.client, session = %row.acct_session_id, user = %user, reason = %row.reason,
+            client = %row.client, session = %crate::model::LogSafe(&row.acct_session_id), user = %user, reason = %row.reason,
             "disconnect: {result}"
         ),
         _ => tracing::warn!(
-            client = %row.client, session = %row.acct_session_id, user = %user, reason = %row.reason,
+            client = %row.client, session = %crate::model::LogSafe(&row.acct_session_id), user = %user, reason = %row.reason,
             "disconnect: {result}"
         ),
     }

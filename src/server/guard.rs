@@ -66,7 +66,10 @@ impl<K> Default for Scope<K> {
 impl<K: Hash + Eq + Clone> Scope<K> {
     /// The record of `key`, created if new (making room if the scope is full).
     fn entry(&mut self, key: &K, rules: &LockoutRules, now: DateTime<Utc>) -> &mut Tracked {
-        if self.map.len() >= MAX_TRACKED && !self.map.contains_key(key) {
+        if self.map.contains_key(key) {
+            return self.map.get_mut(key).expect("present");
+        }
+        if self.map.len() >= MAX_TRACKED {
             self.map.retain(|_, t| !rules.expired(&t.record, now));
             if self.map.len() >= MAX_TRACKED {
                 self.map.retain(|_, t| {
@@ -77,6 +80,21 @@ impl<K: Hash + Eq + Clone> Scope<K> {
         self.map
             .entry(key.clone())
             .or_insert_with(|| Tracked::new(now))
+    }
+}
+
+impl Scope<Box<str>> {
+    /// [`Scope::entry`] by a borrowed key: no allocation for a NAS already known.
+    fn entry_by_str(
+        &mut self,
+        key: &str,
+        rules: &LockoutRules,
+        now: DateTime<Utc>,
+    ) -> &mut Tracked {
+        if self.map.contains_key(key) {
+            return self.map.get_mut(key).expect("present");
+        }
+        self.entry(&key.into(), rules, now)
     }
 }
 
@@ -95,7 +113,7 @@ struct State {
 /// behind one CIDR client, or behind one proxy, each get a budget of their own).
 #[derive(Debug, Clone, Copy)]
 pub struct NasLabel<'a> {
-    pub client: &'a str,
+    pub client: &'a std::sync::Arc<str>,
     pub source: std::net::IpAddr,
     pub nas_ip: Option<std::net::IpAddr>,
     pub nas_id: Option<&'a str>,
@@ -138,6 +156,9 @@ pub enum Verdict {
     BoundOnly {
         scope: LockScope,
         reason: RejectReason,
+        /// The places the attempt took before the spent scope (its device, its
+        /// account): settle it like any other, counted when the device was not bound.
+        ticket: Ticket,
     },
 }
 
@@ -147,8 +168,55 @@ pub enum Verdict {
 pub struct Ticket {
     device: Option<Mac>,
     account: Option<(i64, Box<str>)>,
-    nas: Box<str>,
-    client: Box<str>,
+    nas: Option<String>,
+    server: bool,
+    /// The client, for the rows of locks this attempt starts.
+    client: std::sync::Arc<str>,
+}
+
+impl Ticket {
+    /// The records holding a place for this attempt, with their scopes.
+    fn places_with_scope<'s>(
+        &self,
+        state: &'s mut State,
+    ) -> impl Iterator<Item = (LockScope, &'s mut Tracked)> {
+        let State {
+            devices,
+            accounts,
+            nases,
+            server,
+        } = state;
+        let device = self.device.and_then(|m| devices.map.get_mut(&m));
+        let account = self.account.as_ref().and_then(|k| accounts.map.get_mut(k));
+        let nas = self.nas.as_deref().and_then(|n| nases.map.get_mut(n));
+        let server = server.as_mut().filter(|_| self.server);
+        [
+            device.map(|t| (LockScope::Device, t)),
+            account.map(|t| (LockScope::Account, t)),
+            nas.map(|t| (LockScope::Client, t)),
+            server.map(|t| (LockScope::Server, t)),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    fn places<'s>(&self, state: &'s mut State) -> impl Iterator<Item = &'s mut Tracked> {
+        self.places_with_scope(state).map(|(_, t)| t)
+    }
+
+    /// The stored subject of this attempt's record in `scope`.
+    fn subject(&self, scope: LockScope) -> String {
+        match scope {
+            LockScope::Device => self.device.map(|m| m.to_string()).unwrap_or_default(),
+            LockScope::Account => self
+                .account
+                .as_ref()
+                .map(|(b, e)| account_subject(*b, e))
+                .unwrap_or_default(),
+            LockScope::Client => self.nas.clone().unwrap_or_default(),
+            LockScope::Server => "server".to_string(),
+        }
+    }
 }
 
 /// A lock that has just started, to log and persist outside the guard's lock.
@@ -170,17 +238,19 @@ fn minutes_until(now: DateTime<Utc>, until: DateTime<Utc>) -> u32 {
     u32::try_from((secs + 59) / 60).unwrap_or(u32::MAX)
 }
 
-/// A subject's text as stored and listed.
-fn account_subject(business_id: i64, email: &str) -> String {
-    format!("{business_id}:{email}")
-}
+use crate::model::account_lock_subject as account_subject;
 
 impl Guard {
-    /// A guard that knows the locks still active in the store.
-    pub fn load(store: &Store, now: DateTime<Utc>) -> Result<Guard, StoreError> {
+    /// A guard that knows the locks in the store that still matter: active, or
+    /// recent enough that the next lock doubles from their level.
+    pub fn load(
+        store: &Store,
+        rules: &GuardRules,
+        now: DateTime<Utc>,
+    ) -> Result<Guard, StoreError> {
         let guard = Guard::default();
         let mut state = guard.state();
-        for row in store.list_lockouts(Some(now))? {
+        for row in store.list_lockouts(None)? {
             let tracked = Tracked {
                 record: FailureRecord {
                     clear_at: now,
@@ -190,8 +260,11 @@ impl Guard {
                 },
                 saved: true,
                 confirmed: None,
-                announced: true,
+                announced: row.locked_until > now,
             };
+            if rules.of(row.scope).expired(&tracked.record, now) {
+                continue;
+            }
             match row.scope {
                 LockScope::Device => {
                     if let Ok(mac) = row.subject.parse::<Mac>() {
@@ -222,6 +295,7 @@ impl Guard {
     /// Admits an attempt, or says why it is refused. `version` is the database's
     /// version as of the request's arrival (locks remembered in memory are confirmed
     /// against the store once per version, so an admin's clear ends them at once).
+    /// Whatever the verdict, a ticket it carries must be settled.
     pub fn admit(
         &self,
         store: &Store,
@@ -230,96 +304,46 @@ impl Guard {
         version: i64,
         now: DateTime<Utc>,
     ) -> Result<Verdict, StoreError> {
-        let mut nas_text = String::with_capacity(64);
-        let _ = write!(nas_text, "{}", charge.nas);
+        let mut nas = String::with_capacity(64);
+        let _ = write!(nas, "{}", charge.nas);
+        let mut ticket = Ticket {
+            device: None,
+            account: None,
+            nas: None,
+            server: false,
+            client: charge.nas.client.clone(),
+        };
         let mut state = self.state();
         let state = &mut *state;
-        if let Some(mac) = charge.device {
-            let t = state.devices.entry(&mac, &rules.device, now);
-            if let Some(refusal) = admit_one(
-                store,
-                &rules.device,
-                t,
-                LockScope::Device,
-                &mac.to_string(),
-                version,
-                now,
-            )? {
-                return Ok(Verdict::Refuse(match refusal {
-                    Admission::Locked { until } | Admission::Full { until } => {
-                        RejectReason::LockedOut { until }
-                    }
-                    Admission::Admitted => unreachable!("admit_one returns refusals only"),
-                }));
+        let refusal = admit_scopes(store, rules, charge, nas, &mut ticket, state, version, now);
+        let (scope, admission) = match refusal {
+            Ok(None) => return Ok(Verdict::Go(ticket)),
+            Ok(Some(refused)) => refused,
+            Err(e) => {
+                release(state, &ticket);
+                return Err(e);
             }
-        }
-        let account_key = charge
-            .account
-            .map(|(b, e)| (b, e.to_lowercase().into_boxed_str()));
-        let mut refusal = None;
-        if let Some(key) = &account_key {
-            let t = state.accounts.entry(key, &rules.account, now);
-            let subject = account_subject(key.0, &key.1);
-            refusal = admit_one(
-                store,
-                &rules.account,
-                t,
-                LockScope::Account,
-                &subject,
-                version,
-                now,
-            )?
-            .map(|a| (LockScope::Account, a));
-        }
-        if refusal.is_none() {
-            let t = state
-                .nases
-                .entry(&nas_text.as_str().into(), &rules.client, now);
-            refusal = admit_one(
-                store,
-                &rules.client,
-                t,
-                LockScope::Client,
-                &nas_text,
-                version,
-                now,
-            )?
-            .map(|a| (LockScope::Client, a));
-        }
-        if refusal.is_none() {
-            let t = state.server.get_or_insert_with(|| Tracked::new(now));
-            refusal = admit_one(
-                store,
-                &rules.server,
-                t,
-                LockScope::Server,
-                "server",
-                version,
-                now,
-            )?
-            .map(|a| (LockScope::Server, a));
-        }
-        let ticket = Ticket {
-            device: charge.device,
-            account: account_key,
-            nas: nas_text.into_boxed_str(),
-            client: charge.nas.client.into(),
         };
-        let Some((scope, admission)) = refusal else {
-            return Ok(Verdict::Go(ticket));
-        };
-        // Give back the places taken before the refusal: nothing is decided.
-        release(state, &ticket, scope);
+        // A spent budget refuses faster than one failure is forgotten.
         let until = match admission {
             Admission::Locked { until } | Admission::Full { until } => until,
             Admission::Admitted => now,
         };
+        if scope == LockScope::Device {
+            return Ok(Verdict::Refuse(RejectReason::LockedOut { until }));
+        }
         let minutes = minutes_until(now, until);
         let reason = match scope {
             LockScope::Account => RejectReason::AccountLocked { minutes },
             _ => RejectReason::HotspotPaused { minutes },
         };
-        Ok(Verdict::BoundOnly { scope, reason })
+        // The device (and account) keep their places: whatever happens next counts
+        // against them like any other attempt.
+        Ok(Verdict::BoundOnly {
+            scope,
+            reason,
+            ticket,
+        })
     }
 
     /// Settles an admitted attempt: `counted` when it was refused and the device was
@@ -340,39 +364,18 @@ impl Guard {
         let mut started = Vec::new();
         {
             let mut state = self.state();
-            let state = &mut *state;
-            let mut settle =
-                |t: Option<&mut Tracked>, scope: LockScope, subject: &dyn Fn() -> String| {
-                    let Some(t) = t else { return };
-                    if let Some(until) = rules.of(scope).settle(&mut t.record, counted, now) {
-                        t.saved = false;
-                        t.announced = true;
-                        started.push(Started {
-                            scope,
-                            subject: subject(),
-                            lockouts: t.record.lockouts,
-                            until,
-                        });
-                    }
-                };
-            if let Some(mac) = ticket.device {
-                settle(state.devices.map.get_mut(&mac), LockScope::Device, &|| {
-                    mac.to_string()
-                });
+            for (scope, t) in ticket.places_with_scope(&mut state) {
+                if let Some(until) = rules.of(scope).settle(&mut t.record, counted, now) {
+                    t.saved = false;
+                    t.announced = true;
+                    started.push(Started {
+                        scope,
+                        subject: ticket.subject(scope),
+                        lockouts: t.record.lockouts,
+                        until,
+                    });
+                }
             }
-            if let Some(key) = &ticket.account {
-                settle(state.accounts.map.get_mut(key), LockScope::Account, &|| {
-                    account_subject(key.0, &key.1)
-                });
-            }
-            settle(
-                state.nases.map.get_mut(&ticket.nas),
-                LockScope::Client,
-                &|| ticket.nas.to_string(),
-            );
-            settle(state.server.as_mut(), LockScope::Server, &|| {
-                "server".to_string()
-            });
         }
         for lock in started {
             announce_start(&lock, rules, charge, now);
@@ -386,29 +389,20 @@ impl Guard {
                 updated_at: now,
             };
             match store.save_lockout(&row) {
-                Ok(()) => self.mark_saved(lock.scope, &lock.subject, &ticket, lock.until),
+                Ok(()) => self.mark_saved(lock.scope, &ticket, lock.until),
                 Err(e) => tracing::error!(scope = %lock.scope, error = %e,
                     "could not persist a lock; it holds in memory until a restart"),
             }
         }
     }
 
-    /// The lock that ends at `until` is in the store now.
-    fn mark_saved(&self, scope: LockScope, subject: &str, ticket: &Ticket, until: DateTime<Utc>) {
+    /// The lock of `scope` that ends at `until` is in the store now.
+    fn mark_saved(&self, scope: LockScope, ticket: &Ticket, until: DateTime<Utc>) {
         let mut state = self.state();
-        let t = match scope {
-            LockScope::Device => ticket.device.and_then(|m| state.devices.map.get_mut(&m)),
-            LockScope::Account => ticket
-                .account
-                .as_ref()
-                .and_then(|k| state.accounts.map.get_mut(k)),
-            LockScope::Client => state.nases.map.get_mut(subject),
-            LockScope::Server => state.server.as_mut(),
-        };
-        if let Some(t) = t
-            && t.record.locked_until == Some(until)
-        {
-            t.saved = true;
+        for (s, t) in ticket.places_with_scope(&mut state) {
+            if s == scope && t.record.locked_until == Some(until) {
+                t.saved = true;
+            }
         }
     }
 
@@ -471,6 +465,82 @@ impl Guard {
     }
 }
 
+/// Admits the attempt in each scope in turn (device, account, NAS, server), noting
+/// each place taken in `ticket`; stops at the first scope that refuses.
+#[allow(clippy::too_many_arguments)]
+fn admit_scopes(
+    store: &Store,
+    rules: &GuardRules,
+    charge: &Charge<'_>,
+    nas: String,
+    ticket: &mut Ticket,
+    state: &mut State,
+    version: i64,
+    now: DateTime<Utc>,
+) -> Result<Option<(LockScope, Admission)>, StoreError> {
+    if let Some(mac) = charge.device {
+        let t = state.devices.entry(&mac, &rules.device, now);
+        let subject = || mac.to_string();
+        if let Some(refused) = admit_one(
+            store,
+            &rules.device,
+            t,
+            LockScope::Device,
+            &subject,
+            version,
+            now,
+        )? {
+            return Ok(Some((LockScope::Device, refused)));
+        }
+        ticket.device = Some(mac);
+    }
+    if let Some((business_id, email)) = charge.account {
+        let key = (business_id, email.to_lowercase().into_boxed_str());
+        let t = state.accounts.entry(&key, &rules.account, now);
+        let subject = || account_subject(business_id, &key.1);
+        if let Some(refused) = admit_one(
+            store,
+            &rules.account,
+            t,
+            LockScope::Account,
+            &subject,
+            version,
+            now,
+        )? {
+            return Ok(Some((LockScope::Account, refused)));
+        }
+        ticket.account = Some(key);
+    }
+    let t = state.nases.entry_by_str(&nas, &rules.client, now);
+    let subject = || nas.clone();
+    if let Some(refused) = admit_one(
+        store,
+        &rules.client,
+        t,
+        LockScope::Client,
+        &subject,
+        version,
+        now,
+    )? {
+        return Ok(Some((LockScope::Client, refused)));
+    }
+    ticket.nas = Some(nas);
+    let t = state.server.get_or_insert_with(|| Tracked::new(now));
+    if let Some(refused) = admit_one(
+        store,
+        &rules.server,
+        t,
+        LockScope::Server,
+        &|| "server".to_string(),
+        version,
+        now,
+    )? {
+        return Ok(Some((LockScope::Server, refused)));
+    }
+    ticket.server = true;
+    Ok(None)
+}
+
 /// Admits one subject; `Some` is its refusal. A lock remembered in memory and saved
 /// is confirmed against the store once per database version: gone or shortened
 /// there (an admin's `lockout clear`), it is forgotten here too.
@@ -479,21 +549,24 @@ fn admit_one(
     rules: &LockoutRules,
     t: &mut Tracked,
     scope: LockScope,
-    subject: &str,
+    subject: &dyn Fn() -> String,
     version: i64,
     now: DateTime<Utc>,
 ) -> Result<Option<Admission>, StoreError> {
     match rules.admit(&mut t.record, now) {
         Admission::Admitted => Ok(None),
         Admission::Locked { until } if t.saved && t.confirmed != Some(version) => {
-            match store.lockout(scope, subject)? {
+            match store.lockout(scope, &subject())? {
                 Some(row) if row.locked_until > now => {
                     t.confirmed = Some(version);
                     Ok(Some(Admission::Locked { until }))
                 }
                 _ => {
-                    // Cleared by an admin: forget the subject entirely (its level too).
+                    // Cleared by an admin: forget the subject entirely (its level too),
+                    // but not the attempts in flight, which will still be settled.
+                    let in_flight = t.record.in_flight;
                     *t = Tracked::new(now);
+                    t.record.in_flight = in_flight;
                     Ok(match rules.admit(&mut t.record, now) {
                         Admission::Admitted => None,
                         refused => Some(refused),
@@ -505,26 +578,11 @@ fn admit_one(
     }
 }
 
-/// Gives back the places `ticket` took in the scopes admitted before `refused_at`.
-fn release(state: &mut State, ticket: &Ticket, refused_at: LockScope) {
-    let give_back = |t: Option<&mut Tracked>| {
-        if let Some(t) = t {
-            t.record.in_flight = t.record.in_flight.saturating_sub(1);
-        }
-    };
-    if let Some(mac) = ticket.device {
-        give_back(state.devices.map.get_mut(&mac));
+/// Gives back every place `ticket` holds (nothing was decided).
+fn release(state: &mut State, ticket: &Ticket) {
+    for t in ticket.places(state) {
+        t.record.in_flight = t.record.in_flight.saturating_sub(1);
     }
-    if refused_at == LockScope::Account {
-        return;
-    }
-    if let Some(key) = &ticket.account {
-        give_back(state.accounts.map.get_mut(key));
-    }
-    if refused_at == LockScope::Client {
-        return;
-    }
-    give_back(state.nases.map.get_mut(&ticket.nas));
 }
 
 fn announce_start(lock: &Started, rules: &GuardRules, charge: &Charge<'_>, now: DateTime<Utc>) {
@@ -538,11 +596,11 @@ fn announce_start(lock: &Started, rules: &GuardRules, charge: &Charge<'_>, now: 
             "device locked out for {minutes} min after {} failed logins", r.max_failures
         ),
         LockScope::Account => tracing::warn!(
-            nas = %charge.nas, account = %LogSafe(&lock.subject), lockouts = lock.lockouts, %until,
+            nas = %charge.nas, account = %lock.subject, lockouts = lock.lockouts, %until,
             "account locked for new devices for {minutes} min after {} failed logins", r.max_failures
         ),
         LockScope::Client => tracing::warn!(
-            nas = %LogSafe(&lock.subject), lockouts = lock.lockouts, %until,
+            nas = %lock.subject, lockouts = lock.lockouts, %until,
             "guessing suspected: logins from new devices paused at this NAS for {minutes} min \
              after {} failed logins (devices already bound still get in)", r.max_failures
         ),

@@ -125,7 +125,7 @@ impl Context {
         store: Arc<Store>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, crate::store::StoreError> {
-        let guard = Guard::load(&store, clock.now())?;
+        let guard = Guard::load(&store, &config.lockout, clock.now())?;
         let metrics = Arc::new(crate::metrics::Metrics::new());
         Ok(Self {
             store,

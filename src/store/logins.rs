@@ -48,14 +48,17 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mac = mac.to_string();
         self.with_conn(|conn| {
+            // Two EXISTS, each an index search (SQLite plans the single OR'd form as a
+            // scan of the business's tokens without statistics).
             conn.prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM access_tokens t JOIN device_bindings b ON b.token_id = t.id \
-                   WHERE t.business_id = ?1 AND b.mac = ?3 AND (t.access_code = ?2 OR (?4 AND t.id IN ( \
-                     SELECT t2.id FROM visitors v JOIN access_tokens t2 ON t2.visitor_guid = v.guid \
-                       AND t2.business_id = v.business_id AND t2.access_code = v.pin \
-                       WHERE v.business_id = ?1 AND v.email = ?2 COLLATE NOCASE \
-                     UNION ALL SELECT t3.id FROM customers c JOIN access_tokens t3 ON t3.customer_id = c.id \
-                       WHERE c.business_id = ?1 AND c.email = ?2 COLLATE NOCASE))))",
+                "SELECT EXISTS (SELECT 1 FROM access_tokens t JOIN device_bindings b ON b.token_id = t.id AND b.mac = ?3 \
+                   WHERE t.business_id = ?1 AND t.access_code = ?2) \
+                 OR (?4 AND EXISTS (SELECT 1 FROM device_bindings b WHERE b.mac = ?3 AND b.token_id IN ( \
+                   SELECT t.id FROM visitors v JOIN access_tokens t ON t.visitor_guid = v.guid \
+                     AND t.business_id = v.business_id AND t.access_code = v.pin \
+                     WHERE v.business_id = ?1 AND v.email = ?2 COLLATE NOCASE \
+                   UNION ALL SELECT t.id FROM customers c JOIN access_tokens t ON t.customer_id = c.id \
+                     WHERE c.business_id = ?1 AND c.email = ?2 COLLATE NOCASE)))",
             )
             .and_then(|mut s| s.query_row(params![business_id, user_name, mac, by_email], |r| r.get(0)))
             .map_err(|e| self.sql(e))

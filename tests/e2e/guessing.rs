@@ -412,17 +412,56 @@ async fn failures_against_one_email_lock_the_account_for_new_devices_only() {
         .unwrap()
         .unwrap();
     assert_eq!(lock.locked_until, t0() + Duration::minutes(10));
-    // The account's budget refills over a day: after the lock, one try in 2.4 hours.
+    // When the lock ends there is room for one more try; a wrong one locks the
+    // account again, for twice as long.
     h.clock.set(t0() + Duration::minutes(10));
     let r = login(&h, "grace@example.org", "11111", Some("02:00:00:00:02:02")).await;
-    assert!(
-        r.reply_message()
-            .starts_with("Too many failed logins for this account"),
-        "{}",
-        r.reply_message()
+    assert_eq!(r.reply_message(), "Unknown or wrong access code");
+    let r = login(&h, "grace@example.org", "24680", Some("02:00:00:00:02:03")).await;
+    assert_refused(
+        &r,
+        "Too many failed logins for this account; try again in 20 minute",
     );
-    h.clock.set(t0() + Duration::hours(3));
+    let lock = h
+        .store
+        .lockout(LockScope::Account, "1:grace@example.org")
+        .unwrap()
+        .unwrap();
+    assert_eq!(lock.lockouts, 2);
+    h.clock.set(t0() + Duration::minutes(30));
     let r = login(&h, "grace@example.org", "24680", Some("02:00:00:00:02:03")).await;
     assert_eq!(r.code, Code::AccessAccept, "{}", r.reply_message());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copied_bound_mac_gets_no_free_guesses_during_a_pause() {
+    let h = Harness::start("[lockout]\nclient_max_failures = 5\n").await;
+    a_fifth_of_all_pins(&h);
+    let regular = "aa-bb-cc-00-00-01";
+    assert_eq!(
+        login(&h, "55555", "55555", Some(regular)).await.code,
+        Code::AccessAccept
+    );
+    for n in 0..5u32 {
+        let mac = format!("02:00:00:00:03:{n:02x}");
+        login(&h, &format!("{:05}", 1 + 5 * n), "x", Some(&mac)).await;
+    }
+    // The NAS is paused. An attacker who copied the regular device's MAC tries codes:
+    // each unbound one counts against that MAC, which is locked after ten.
+    let mut answers = Vec::new();
+    for n in 0..20u32 {
+        let code = format!("{:05}", 70_000 + 5 * n);
+        answers.push(login(&h, &code, &code, Some(regular)).await.reply_message());
+    }
+    let paused = answers
+        .iter()
+        .filter(|m| m.starts_with("Too many failed logins at this hotspot"))
+        .count();
+    let locked = answers
+        .iter()
+        .filter(|m| m.starts_with("Too many failed attempts from this device"))
+        .count();
+    assert_eq!((paused, locked), (10, 10), "{answers:?}");
     h.stop().await;
 }

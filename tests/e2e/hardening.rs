@@ -147,8 +147,9 @@ async fn failure_counters_are_bounded_under_a_flood_of_random_devices() {
         Harness::start("[lockout]\nclient_max_failures = 1000000\nserver_max_failures = 1000000\n")
             .await;
     let settings = h.ctx.settings();
+    let client: std::sync::Arc<str> = "nas".into();
     let nas = NasLabel {
-        client: "nas",
+        client: &client,
         source: "127.0.0.1".parse().unwrap(),
         nas_ip: None,
         nas_id: None,

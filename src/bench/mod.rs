@@ -9,6 +9,8 @@
 //! Message-Authenticator computed per request), so a server's retransmit cache never
 //! answers for it.
 
+pub mod guess;
+
 use crate::protocol::{self, Code, PacketBuilder, attr};
 use crate::server::datagrams::{ReceiveBatch, SendBatch, stamp_arrivals};
 use std::net::{SocketAddr, UdpSocket};
