@@ -55,6 +55,16 @@ pub mod attr {
     };
 }
 
+/// Copies every Proxy-State of `request` into the answer being built, unmodified and
+/// in order (RFC 2865 section 5.33, RFC 2866): a proxy in front of us finds its
+/// request again by them. One that would make the answer longer than 4096 octets is
+/// left out (the answer stays valid).
+pub fn copy_proxy_state(request: &Packet<'_>, answer: &mut PacketBuilder) {
+    for a in request.attributes().filter(|a| a.typ == attr::PROXY_STATE) {
+        let _ = answer.add(attr::PROXY_STATE, a.value);
+    }
+}
+
 /// Size of the header: Code, Identifier, Length, Authenticator (RFC 2865 section 3).
 pub const HEADER_LEN: usize = 20;
 /// Largest packet RFC 2865 section 3 allows.

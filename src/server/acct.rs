@@ -62,6 +62,26 @@ fn on_datagram(
     else {
         return;
     };
+    let secret = client.secret.as_bytes();
+    if packet.code() == Code::StatusServer {
+        // RFC 5997 section 3: Status-Server on the accounting port is answered with an
+        // Accounting-Response, when it carries a valid Message-Authenticator (a
+        // proxy's watchdog: FreeRADIUS with `status_check = status-server`).
+        if protocol::verify_message_authenticator(&packet, secret, None) != Some(true) {
+            ctx.log_drop(
+                "bad_message_authenticator",
+                source,
+                &format_args!(
+                    "client {}: Status-Server without a valid Message-Authenticator",
+                    client.name
+                ),
+            );
+            return;
+        }
+        counters.status_server.inc();
+        let _ = socket.try_send_to(&status_answer(&packet, secret), source);
+        return;
+    }
     if packet.code() != Code::AccountingRequest {
         ctx.log_drop(
             "unexpected_code",
@@ -74,7 +94,6 @@ fn on_datagram(
         );
         return;
     }
-    let secret = client.secret.as_bytes();
     if !protocol::verify_accounting_request(&packet, secret) {
         ctx.log_drop(
             "bad_request_authenticator",
@@ -165,10 +184,25 @@ fn on_datagram(
     });
 }
 
-/// Accounting-Response: no attributes but the Message-Authenticator (RFC 2866 4.2).
+/// Accounting-Response (RFC 2866 4.2): no attributes but the request's Proxy-States.
+/// No Message-Authenticator: RFC 2866 defines none, and implementations disagree on
+/// how to compute one here (FreeRADIUS 3.2 over a zeroed authenticator, radsecproxy
+/// over the request's), so whichever we chose, one proxy would reject every answer.
 fn response(packet: &Packet<'_>, secret: &[u8]) -> Vec<u8> {
-    PacketBuilder::with_message_authenticator(Code::AccountingResponse, packet.identifier())
-        .finish_accounting_response(packet.authenticator(), secret)
+    let mut b =
+        PacketBuilder::without_message_authenticator(Code::AccountingResponse, packet.identifier());
+    protocol::copy_proxy_state(packet, &mut b);
+    b.finish_accounting_response(packet.authenticator(), secret)
+}
+
+/// The answer to Status-Server on the accounting port (RFC 5997 section 3): an
+/// Accounting-Response with a Message-Authenticator computed with the request's
+/// authenticator, as for Access responses, and the request's Proxy-States.
+fn status_answer(packet: &Packet<'_>, secret: &[u8]) -> Vec<u8> {
+    let mut b =
+        PacketBuilder::with_message_authenticator(Code::AccountingResponse, packet.identifier());
+    protocol::copy_proxy_state(packet, &mut b);
+    b.finish_response(packet.authenticator(), secret)
 }
 
 fn text<'a>(packet: &Packet<'a>, typ: u8) -> Option<&'a str> {

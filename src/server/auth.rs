@@ -63,6 +63,7 @@ pub(super) fn triage<'s>(
             let mut b =
                 PacketBuilder::with_message_authenticator(Code::AccessAccept, packet.identifier());
             let _ = b.add(attr::REPLY_MESSAGE, b"pinradius up");
+            protocol::copy_proxy_state(&packet, &mut b);
             return Triage::Reply(b.finish_response(packet.authenticator(), secret));
         }
         other => {
@@ -353,10 +354,7 @@ fn answer_access_request(
                 .ok()?;
         }
     }
-    // RFC 2865 section 5.33: Proxy-State is copied unmodified and in order.
-    for a in packet.attributes().filter(|a| a.typ == attr::PROXY_STATE) {
-        b.add(attr::PROXY_STATE, a.value).ok()?;
-    }
+    protocol::copy_proxy_state(&packet, &mut b);
     Some(b.finish_response(packet.authenticator(), secret))
 }
 

@@ -1,6 +1,8 @@
 //! Accounting and the minutes ledger over the wire (issue 4).
 
-use crate::harness::{Client, Harness, Reply, acct, ask, pap, t0};
+use crate::harness::{
+    Client, Harness, Reply, acct, acct_with_proxy_states, ask, pap, status_server, t0,
+};
 use chrono::Duration;
 use pinradius::model::NewAccessToken;
 use radius::core::code::Code;
@@ -363,3 +365,41 @@ async fn the_reaper_closes_stale_sessions_and_sessions_whose_code_ran_out() {
 
 #[allow(dead_code)]
 fn _reply_is_used(_: Reply) {}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_get_status_server_on_both_ports_and_their_proxy_states_back() {
+    let h = Harness::start("").await;
+    let states: [&[u8]; 2] = [b"proxy-one", b"proxy-two"];
+    let proxy_states = |r: &Reply| -> Vec<Vec<u8>> {
+        r.packet
+            .lookup_all(33)
+            .iter()
+            .map(|a| a.encode_bytes())
+            .collect()
+    };
+    // Status-Server: Access-Accept on the auth port, Accounting-Response on the
+    // accounting port (RFC 5997 3), each with a Message-Authenticator computed with
+    // the request's authenticator (Reply::check verifies it) and the Proxy-States.
+    for (port, code) in [
+        (h.auth, Code::AccessAccept),
+        (h.acct, Code::AccountingResponse),
+    ] {
+        let request = status_server(&states);
+        let r = ask(port, request).await.expect("Status-Server answered");
+        assert_eq!(r.code, code);
+        assert_eq!(
+            proxy_states(&r),
+            vec![b"proxy-one".to_vec(), b"proxy-two".to_vec()]
+        );
+    }
+    // Accounting-Response: the Proxy-States in order, no Message-Authenticator.
+    let r = ask(h.acct, acct_with_proxy_states(1, "s-1", "12345", &states))
+        .await
+        .expect("answered");
+    assert_eq!(r.code, Code::AccountingResponse);
+    assert_eq!(
+        proxy_states(&r),
+        vec![b"proxy-one".to_vec(), b"proxy-two".to_vec()]
+    );
+    h.stop().await;
+}
