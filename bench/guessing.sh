@@ -7,8 +7,10 @@
 #   one        a single MAC address
 # each on a fresh server with the default [lockout] budgets, then the same attack on
 # a server whose budgets are out of reach (what the server gave before them), and a
-# run with the NAS budget refilling 120 times faster (client_window_seconds = 60), to
-# show the sustained rate the README's arithmetic rests on.
+# run with the NAS budget refilling 120 times faster and pauses of a second
+# (client_window_seconds = 60), to show that an attacker pushing against the budget
+# gets its refill rate (here 30 a minute after the first 30) and no more: the rate
+# the README's arithmetic rests on.
 #
 # Prints, per run: checked guesses per minute, accepts, unchecked refusals, and the
 # time to the first valid PIN.
@@ -67,8 +69,13 @@ TOML
 
 echo "$VALID valid PINs of 100,000; $WINDOW in flight; $DURATION s per run"
 for macs in rotating none one; do run defaults "$macs" ""; done
-run scaled rotating "client_window_seconds = 60"
+run scaled rotating "client_window_seconds = 60
+client_pause_seconds = 1
+client_max_pause_seconds = 1"
 OFF="max_failures = 1000000
+window_seconds = 86400
 client_max_failures = 1000000
-server_max_failures = 1000000"
+client_window_seconds = 86400
+server_max_failures = 1000000
+server_window_seconds = 86400"
 for macs in rotating none; do run no-budget "$macs" "$OFF"; done

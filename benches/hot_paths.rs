@@ -63,6 +63,7 @@ fn hot_paths(c: &mut Criterion) {
         customer_id: None,
         created_at: now,
         revoked_at: None,
+        uid: "0123456789abcdef0123456789abcdef".into(),
     };
     let usage = TokenUsage {
         bound_devices: ["AA:BB:CC:DD:EE:01".parse().unwrap()].into(),

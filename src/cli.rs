@@ -183,6 +183,14 @@ pub enum SessionCommand {
         #[arg(long)]
         open: bool,
     },
+    /// Accounting records that could not be tied to a session or a token (kept,
+    /// acknowledged, nothing counted), newest first.
+    Unmatched {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
     /// Close an open session (frees its simultaneous-use place).
     Close {
         #[arg(allow_hyphen_values = true)]

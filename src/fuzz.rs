@@ -86,9 +86,8 @@ impl RequestPath {
         if let Ok(p) = protocol::validate(data)
             && p.code() == Code::AccountingRequest
         {
-            if let Ok(record) = record_of(&p, "fuzz", 1, source.ip(), self.ctx.clock.now()) {
-                let _ = self.ctx.store.apply_accounting(&record);
-            }
+            let record = record_of(&p, "fuzz", 1, source.ip(), self.ctx.clock.now());
+            let _ = self.ctx.store.apply_accounting(&record);
             return None;
         }
         let answer = process_auth_datagram(

@@ -144,6 +144,9 @@ fn run(cli: Cli) -> Result<()> {
             let out = match cmd {
                 SessionCommand::List { json, open } => sessions::list(&store, open, json)?,
                 SessionCommand::Close { id } => sessions::close(&store, &id, chrono::Utc::now())?,
+                SessionCommand::Unmatched { json, limit } => {
+                    sessions::unmatched(&store, limit, json)?
+                }
             };
             print!("{out}");
             Ok(())

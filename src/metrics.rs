@@ -90,6 +90,8 @@ pub struct Metrics {
     pub guard_locked: Family<ScopeLabel, Gauge>,
     /// Logins refused by a lock or a spent budget without being decided, by scope.
     pub guard_refusals: Family<ScopeLabel, Counter>,
+    /// Accounting records kept as unmatched, by reason.
+    pub unmatched: Family<ReasonLabel, Counter>,
     /// Retransmits answered from the cache (RFC 5080), by port.
     pub retransmits: Family<PortLabel, Counter>,
     /// From a datagram's arrival to its answer, by port.
@@ -124,6 +126,7 @@ impl Metrics {
         let guard_locks = Family::<ScopeLabel, Counter>::default();
         let guard_locked = Family::<ScopeLabel, Gauge>::default();
         let guard_refusals = Family::<ScopeLabel, Counter>::default();
+        let unmatched = Family::<ReasonLabel, Counter>::default();
         let retransmits = Family::<PortLabel, Counter>::default();
         let latency = Family::<PortLabel, Histogram>::new_with_constructor(
             (|| Histogram::new(LATENCY_BUCKETS)) as fn() -> Histogram,
@@ -163,6 +166,11 @@ impl Metrics {
             "guard_refusals",
             "Logins refused by a lock or a spent failure budget without being decided, by scope",
             guard_refusals.clone(),
+        );
+        registry.register(
+            "accounting_unmatched",
+            "Accounting records acknowledged and kept as unmatched (no session or token to charge), by reason",
+            unmatched.clone(),
         );
         registry.register(
             "retransmits",
@@ -208,6 +216,7 @@ impl Metrics {
             guard_locks,
             guard_locked,
             guard_refusals,
+            unmatched,
             retransmits,
             latency,
             open_sessions,
@@ -236,6 +245,11 @@ impl Metrics {
                 scope: scope.as_str(),
             })
             .set(n);
+    }
+
+    /// An accounting record kept as unmatched.
+    pub fn unmatched(&self, reason: &'static str) {
+        self.unmatched.get_or_create(&ReasonLabel { reason }).inc();
     }
 
     /// A login refused by a lock or spent budget of `scope`.

@@ -195,6 +195,31 @@ pub fn account_lock_subject(business_id: i64, email: &str) -> String {
     format!("{business_id}:{}", LogSafe(&email.to_lowercase()))
 }
 
+/// A NAS as the ledger and the guard know it: the address its packets come from, and
+/// NAS-IP-Address and NAS-Identifier when it sends them (several NASes behind one
+/// CIDR client or one proxy are told apart; the client's configured name is no part
+/// of it, so renaming a client changes nothing). Escaped: NAS-Identifier is text
+/// from a packet.
+#[derive(Debug, Clone, Copy)]
+pub struct NasKey<'a> {
+    pub source: std::net::IpAddr,
+    pub nas_ip: Option<std::net::IpAddr>,
+    pub nas_id: Option<&'a str>,
+}
+
+impl fmt::Display for NasKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.source)?;
+        if let Some(ip) = self.nas_ip {
+            write!(f, " nas-ip={ip}")?;
+        }
+        if let Some(id) = self.nas_id {
+            write!(f, " nas-id={}", LogSafe(id))?;
+        }
+        Ok(())
+    }
+}
+
 /// An access token as stored (the seed API object, SPEC section 1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AccessToken {
@@ -219,6 +244,9 @@ pub struct AccessToken {
     pub created_at: DateTime<Utc>,
     /// Set by `token revoke`; a revoked token is kept for the record but never accepted.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// A random name no other token will ever have (32 hex digits): what the Class in
+    /// an Access-Accept carries, so accounting can never charge another token.
+    pub uid: String,
 }
 
 /// A token to be created: everything but the fields the store assigns.

@@ -1,4 +1,4 @@
-//! `session list` and `session close`.
+//! `session list`, `session close` and `session unmatched`.
 
 use super::people::parse_id;
 use super::{CommandError, Field, time_text};
@@ -59,4 +59,30 @@ pub fn close(store: &Store, id: &str, now: DateTime<Utc>) -> Result<String, Comm
             id: id.to_string(),
         }))
     }
+}
+
+/// The newest `limit` unmatched accounting records.
+pub fn unmatched(store: &Store, limit: usize, json: bool) -> Result<String, CommandError> {
+    let rows = store.list_unmatched(limit)?;
+    if json {
+        return Ok(serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n");
+    }
+    let mut out = format!(
+        "{:>6} {:<20} {:<16} {:<16} {:<20} {:>8}  {}\n",
+        "ID", "RECEIVED", "CLIENT", "STATUS", "ACCT-SESSION-ID", "SECONDS", "REASON"
+    );
+    for r in &rows {
+        let _ = writeln!(
+            out,
+            "{:>6} {:<20} {:<16} {:<16} {:<20} {:>8}  {}",
+            r.id,
+            time_text(Some(r.received_at)),
+            r.client,
+            r.status,
+            crate::model::LogSafe(r.acct_session_id.as_deref().unwrap_or("-")).to_string(),
+            r.session_time.map_or("-".to_string(), |t| t.to_string()),
+            r.reason
+        );
+    }
+    Ok(out)
 }

@@ -384,6 +384,7 @@ mod tests {
             customer_id: None,
             created_at: now() - Duration::days(1),
             revoked_at: None,
+            uid: "0123456789abcdef0123456789abcdef".into(),
         }
     }
 

@@ -68,6 +68,22 @@ impl PacketBuilder {
         Ok(self)
     }
 
+    /// Appends an attribute whose value is `parts` one after another (no allocation
+    /// to join them first).
+    pub fn add_parts(&mut self, typ: u8, parts: &[&[u8]]) -> Result<&mut Self, EncodeError> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > 253 {
+            return Err(EncodeError::ValueTooLong { typ, len });
+        }
+        self.ensure_room(2 + len)?;
+        self.buf.push(typ);
+        self.buf.push((len + 2) as u8);
+        for p in parts {
+            self.buf.extend_from_slice(p);
+        }
+        Ok(self)
+    }
+
     pub fn add_u32(&mut self, typ: u8, value: u32) -> Result<&mut Self, EncodeError> {
         self.add(typ, &value.to_be_bytes())
     }

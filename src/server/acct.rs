@@ -5,7 +5,7 @@ use super::Context;
 use super::cache::{RequestKey, Seen};
 use crate::model::Mac;
 use crate::protocol::{self, Code, Packet, PacketBuilder, attr};
-use crate::store::{AcctRecord, AcctStatus, LedgerWriter};
+use crate::store::{AcctOutcome, AcctRecord, AcctStatus, LedgerWriter, TokenRef};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -123,24 +123,13 @@ fn on_datagram(
         }
     }
     counters.accounting_requests.inc();
-    let record = match record_of(
+    let record = record_of(
         &packet,
         &client.name,
         client.business_id,
         source.ip(),
         ctx.clock.now(),
-    ) {
-        Ok(r) => r,
-        Err(why) => {
-            // Well-formed and authentic but not something we keep (an unknown
-            // Acct-Status-Type, no Acct-Session-Id): acknowledge so the NAS moves on.
-            tracing::info!(client = %client.name, %source, "accounting record not kept: {why}");
-            let bytes = response(&packet, secret);
-            ctx.acct_cache.complete(key, &bytes);
-            let _ = socket.try_send_to(&bytes, source);
-            return;
-        }
-    };
+    );
     let Ok(permit) = permits.clone().try_acquire_owned() else {
         ctx.acct_cache.abandon(key);
         ctx.log_drop(
@@ -165,6 +154,13 @@ fn on_datagram(
                 ctx.metrics
                     .acct_commit
                     .observe(handed_over.elapsed().as_secs_f64());
+                if let AcctOutcome::Unmatched { reason } = outcome {
+                    ctx.metrics.unmatched(reason);
+                    if let Some(n) = ctx.drop_log.allow("unmatched_accounting", Instant::now()) {
+                        tracing::warn!(client = %client_name, reason, records = n,
+                            "accounting record kept as unmatched (nothing counted): see `pinradius accounting unmatched`");
+                    }
+                }
                 tracing::debug!(client = %client_name, ?status, ?outcome, "accounting recorded");
                 ctx.acct_cache.complete(key, &reply);
                 if let Err(e) = socket.send_to(&reply, source).await {
@@ -209,11 +205,15 @@ fn text<'a>(packet: &Packet<'a>, typ: u8) -> Option<&'a str> {
     packet.value(typ).and_then(|v| std::str::from_utf8(v).ok())
 }
 
-fn u32_of(packet: &Packet<'_>, typ: u8) -> Option<u32> {
-    packet
-        .value(typ)
-        .and_then(|v| <[u8; 4]>::try_from(v).ok())
-        .map(u32::from_be_bytes)
+/// A 4-octet integer attribute: `None` when absent, `Err(len)` when present with
+/// another length.
+fn u32_of(packet: &Packet<'_>, typ: u8) -> Result<Option<u32>, usize> {
+    match packet.value(typ) {
+        None => Ok(None),
+        Some(v) => <[u8; 4]>::try_from(v)
+            .map(|b| Some(u32::from_be_bytes(b)))
+            .map_err(|_| v.len()),
+    }
 }
 
 fn ipv4_of(packet: &Packet<'_>, typ: u8) -> Option<String> {
@@ -223,53 +223,91 @@ fn ipv4_of(packet: &Packet<'_>, typ: u8) -> Option<String> {
         .map(|o| Ipv4Addr::from(o).to_string())
 }
 
-/// The token id in a Class we issued (`pinradius:token=N`).
-pub fn token_from_class(class: &[u8]) -> Option<i64> {
-    std::str::from_utf8(class)
-        .ok()?
-        .strip_prefix("pinradius:token=")?
+/// The token a Class we issued names (`pinradius:uid=...`, or `pinradius:token=N`
+/// from versions before uids).
+pub fn token_from_class(class: &[u8]) -> Option<TokenRef> {
+    let text = std::str::from_utf8(class).ok()?;
+    if let Some(uid) = text.strip_prefix("pinradius:uid=") {
+        return (uid.len() == 32 && uid.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| TokenRef::Uid(uid.to_string()));
+    }
+    text.strip_prefix("pinradius:token=")?
         .parse()
         .ok()
+        .map(TokenRef::Id)
 }
 
-/// Reads the attributes the ledger keeps. `Err` names why the record is not kept.
-/// `sender` is the address the record came from (where a Disconnect-Request goes).
+/// Reads the attributes the ledger keeps. A record that is well-formed and authentic
+/// but cannot be applied (no Acct-Status-Type or an unknown one, no Acct-Session-Id,
+/// an Acct-Session-Time that is not 4 octets) carries its `problem`: it is kept with
+/// the unmatched records, never dropped after being acknowledged. `sender` is the
+/// address the record came from (where a Disconnect-Request goes).
 pub fn record_of(
     packet: &Packet<'_>,
     client: &str,
     business_id: i64,
     sender: std::net::IpAddr,
     at: chrono::DateTime<chrono::Utc>,
-) -> Result<AcctRecord, String> {
-    let code = u32_of(packet, attr::ACCT_STATUS_TYPE).ok_or("no Acct-Status-Type")?;
-    let status = AcctStatus::from_code(code).ok_or_else(|| {
-        format!("Acct-Status-Type {code} is not Start, Stop, Interim-Update, Accounting-On or -Off")
-    })?;
+) -> AcctRecord {
+    let mut problem = None;
+    let mut malformed = |detail: String| {
+        problem.get_or_insert(("malformed", detail));
+    };
+    let status = match u32_of(packet, attr::ACCT_STATUS_TYPE) {
+        Ok(Some(code)) => AcctStatus::from_code(code).unwrap_or(AcctStatus::Other(code)),
+        Ok(None) => {
+            malformed("no Acct-Status-Type".into());
+            AcctStatus::Other(0)
+        }
+        Err(len) => {
+            malformed(format!("Acct-Status-Type of {len} octets"));
+            AcctStatus::Other(0)
+        }
+    };
     let acct_session_id = text(packet, attr::ACCT_SESSION_ID)
         .unwrap_or_default()
         .to_string();
     if acct_session_id.is_empty()
         && !matches!(status, AcctStatus::AccountingOn | AcctStatus::AccountingOff)
     {
-        return Err("no Acct-Session-Id".into());
+        malformed("no Acct-Session-Id".into());
     }
-    Ok(AcctRecord {
+    let session_time = u32_of(packet, attr::ACCT_SESSION_TIME).unwrap_or_else(|len| {
+        malformed(format!("Acct-Session-Time of {len} octets"));
+        None
+    });
+    let delay = u32_of(packet, attr::ACCT_DELAY_TIME)
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    if let (None, AcctStatus::Other(code)) = (&problem, status) {
+        problem = Some((
+            "unknown_status",
+            format!(
+                "Acct-Status-Type {code} is not Start, Stop, Interim-Update, Accounting-On or -Off"
+            ),
+        ));
+    }
+    AcctRecord {
         client: client.to_string(),
+        nas: super::nas_of(packet, sender).to_string(),
         business_id,
         status,
         acct_session_id,
-        token_id: packet
+        class: packet
             .attributes()
             .filter(|a| a.typ == attr::CLASS)
             .find_map(|a| token_from_class(a.value)),
         user_name: text(packet, attr::USER_NAME).map(str::to_string),
         mac: text(packet, attr::CALLING_STATION_ID).and_then(|s| s.parse::<Mac>().ok()),
-        session_time: u32_of(packet, attr::ACCT_SESSION_TIME),
+        session_time,
+        delay,
         nas_ip: ipv4_of(packet, NAS_IP_ADDRESS),
         nas_address: Some(sender.to_string()),
         framed_ip: ipv4_of(packet, FRAMED_IP_ADDRESS),
         at,
-    })
+        problem,
+    }
 }
 
 #[cfg(test)]
@@ -278,11 +316,17 @@ mod tests {
 
     #[test]
     fn class_round_trips() {
+        let uid = "0123456789abcdef0123456789abcdef";
         assert_eq!(
-            token_from_class(super::super::auth::class_for_token(42).as_bytes()),
-            Some(42)
+            token_from_class(super::super::auth::class_for_token(uid).as_bytes()),
+            Some(TokenRef::Uid(uid.into()))
+        );
+        assert_eq!(
+            token_from_class(b"pinradius:token=42"),
+            Some(TokenRef::Id(42))
         );
         assert_eq!(token_from_class(b"pinradius:token=x"), None);
+        assert_eq!(token_from_class(b"pinradius:uid=short"), None);
         assert_eq!(token_from_class(b"other"), None);
     }
 }

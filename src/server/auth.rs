@@ -304,12 +304,7 @@ fn answer_access_request(
     let creds = credentials(&packet, secret);
     let nas = NasLabel {
         client: &client.name,
-        source: source.ip(),
-        nas_ip: packet
-            .value(attr::NAS_IP_ADDRESS)
-            .and_then(|v| <[u8; 4]>::try_from(v).ok())
-            .map(std::net::IpAddr::from),
-        nas_id: text(attr::NAS_IDENTIFIER),
+        nas: super::nas_of(&packet, source.ip()),
     };
     let login = Login {
         code,
@@ -560,23 +555,13 @@ fn grant_login(
 }
 
 /// The Class value that lets accounting find the token again (RFC 2865 section 5.25:
-/// the NAS echoes it unmodified in Accounting-Requests).
-pub fn class_for_token(token_id: i64) -> String {
-    String::from_utf8_lossy(class_value(token_id, &mut [0; CLASS_LEN])).into_owned()
+/// the NAS echoes it unmodified in Accounting-Requests): the token's uid, which no
+/// other token will ever have, so a late record can never charge another token.
+pub fn class_for_token(uid: &str) -> String {
+    format!("{CLASS_PREFIX}{uid}")
 }
 
-/// Room for `pinradius:token=` and any i64.
-const CLASS_LEN: usize = 40;
-
-/// The Class value written into `buf` (no allocation on the accept path).
-fn class_value(token_id: i64, buf: &mut [u8; CLASS_LEN]) -> &[u8] {
-    use std::io::Write;
-    let mut rest = &mut buf[..];
-    // 16 + at most 20 bytes: always fits.
-    let _ = write!(rest, "pinradius:token={token_id}");
-    let written = CLASS_LEN - rest.len();
-    &buf[..written]
-}
+const CLASS_PREFIX: &str = "pinradius:uid=";
 
 fn encode_accept(
     b: &mut PacketBuilder,
@@ -592,7 +577,10 @@ fn encode_accept(
     if let Some(interim) = reply.acct_interim_interval {
         b.add_u32(attr::ACCT_INTERIM_INTERVAL, interim)?;
     }
-    b.add(attr::CLASS, class_value(token.id, &mut [0; CLASS_LEN]))?;
+    b.add_parts(
+        attr::CLASS,
+        &[CLASS_PREFIX.as_bytes(), token.uid.as_bytes()],
+    )?;
     for a in &client.reply_attributes {
         match a.vendor {
             Some(vendor) => b.add_vendor(vendor, a.number, &a.value)?,

@@ -9,7 +9,7 @@
 //! store after; memory alone answers until the write is done, so a check racing the
 //! write never mistakes "not written yet" for "cleared by an admin".
 
-use crate::model::{LogSafe, Mac, MaskedCode};
+use crate::model::{LogSafe, Mac, MaskedCode, NasKey};
 use crate::policy::RejectReason;
 use crate::policy::lockout::{Admission, FailureRecord, GuardRules, LockoutRules};
 use crate::store::{LockScope, LockoutRow, Store, StoreError};
@@ -108,27 +108,18 @@ struct State {
     server: Option<Tracked>,
 }
 
-/// A NAS as budgets and logs name it: the client's name, the address packets come
-/// from, and NAS-IP-Address / NAS-Identifier when the packet has them (several NASes
-/// behind one CIDR client, or behind one proxy, each get a budget of their own).
+/// A NAS as budgets and logs name it: the client's name and the NAS's key (its
+/// address, NAS-IP-Address and NAS-Identifier: several NASes behind one CIDR client,
+/// or behind one proxy, each get a budget of their own).
 #[derive(Debug, Clone, Copy)]
 pub struct NasLabel<'a> {
     pub client: &'a std::sync::Arc<str>,
-    pub source: std::net::IpAddr,
-    pub nas_ip: Option<std::net::IpAddr>,
-    pub nas_id: Option<&'a str>,
+    pub nas: NasKey<'a>,
 }
 
 impl std::fmt::Display for NasLabel<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.client, self.source)?;
-        if let Some(ip) = self.nas_ip {
-            write!(f, " nas-ip={ip}")?;
-        }
-        if let Some(id) = self.nas_id {
-            write!(f, " nas-id={}", LogSafe(id))?;
-        }
-        Ok(())
+        write!(f, "{} {}", self.client, self.nas)
     }
 }
 

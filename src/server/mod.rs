@@ -226,6 +226,25 @@ impl Context {
     }
 }
 
+/// The NAS that sent `packet` from `source`: the address, NAS-IP-Address (RFC 2865
+/// 5.4) and NAS-Identifier (5.32) when present and readable.
+pub(crate) fn nas_of<'a>(
+    packet: &crate::protocol::Packet<'a>,
+    source: std::net::IpAddr,
+) -> crate::model::NasKey<'a> {
+    use crate::protocol::attr;
+    crate::model::NasKey {
+        source,
+        nas_ip: packet
+            .value(attr::NAS_IP_ADDRESS)
+            .and_then(|v| <[u8; 4]>::try_from(v).ok())
+            .map(std::net::IpAddr::from),
+        nas_id: packet
+            .value(attr::NAS_IDENTIFIER)
+            .and_then(|v| std::str::from_utf8(v).ok()),
+    }
+}
+
 /// A bound server, ready to run.
 pub struct Server {
     context: Arc<Context>,

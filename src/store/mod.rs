@@ -18,7 +18,10 @@ mod tokens;
 
 pub use cache::ReadPoint;
 pub use disconnects::DisconnectRow;
-pub use ledger::{AcctOutcome, AcctRecord, AcctStatus, LedgerError, LedgerWriter, SessionRow};
+pub use ledger::{
+    AcctOutcome, AcctRecord, AcctStatus, LedgerError, LedgerWriter, SessionRow, TokenRef,
+    UnmatchedRow,
+};
 pub use lockouts::{LockScope, LockoutRow};
 pub use people::VisitorTokenSettings;
 pub use tokens::{BindOutcome, SharedToken};
@@ -93,7 +96,7 @@ impl Store {
         let mut conn = connect(path)?;
         schema::migrate(&mut conn).map_err(|e| StoreError::Migration {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message: e,
         })?;
         let store = Store {
             path: path.to_path_buf(),
@@ -118,7 +121,7 @@ impl Store {
         let mut conn = connect(&path)?;
         schema::migrate(&mut conn).map_err(|e| StoreError::Migration {
             path: path.clone(),
-            message: e.to_string(),
+            message: e,
         })?;
         let probe = connect(&path)?;
         Ok(Store {

@@ -149,6 +149,89 @@ CREATE INDEX visitors_by_email ON visitors (business_id, email COLLATE NOCASE) W
 CREATE INDEX customers_by_email ON customers (business_id, email COLLATE NOCASE) WHERE email IS NOT NULL;
 "#;
 
+/// The ledger keyed by NAS (issue 13). Sessions are identified by the NAS that
+/// reports them (`nas`: its address, NAS-IP-Address and NAS-Identifier) and its
+/// Acct-Session-Id, no longer by the client's configured name nor the MAC, and a
+/// session id may be used again after its Stop. Token and session ids are never
+/// reused (AUTOINCREMENT), and a token is named in Class by `uid`, a random value no
+/// other token will have. Records that cannot be tied to a session or a token are kept
+/// in `unmatched_accounting`. Both tables are rebuilt (SQLite cannot drop a UNIQUE
+/// constraint nor add AUTOINCREMENT in place); `migrate` turns foreign keys off
+/// around it, as SQLite's procedure for schema changes asks, and checks them after.
+const V7: &str = r#"
+CREATE TABLE access_tokens_v7 (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    business_id      INTEGER NOT NULL CHECK (business_id > 0),
+    access_code      TEXT    NOT NULL CHECK (length(access_code) BETWEEN 1 AND 128),
+    minutes_included INTEGER NOT NULL CHECK (minutes_included > 0),
+    description      TEXT,
+    valid_from       INTEGER,
+    valid_to         INTEGER,
+    user_limit       INTEGER CHECK (user_limit IS NULL OR user_limit >= 1),
+    device_limit     INTEGER CHECK (device_limit IS NULL OR device_limit >= 1),
+    mac_address      TEXT,
+    booking_guid     TEXT,
+    visitor_guid     TEXT,
+    created_at       INTEGER NOT NULL,
+    revoked_at       INTEGER,
+    customer_id      INTEGER REFERENCES customers(id) ON DELETE CASCADE,
+    uid              TEXT    NOT NULL UNIQUE,
+    UNIQUE (business_id, access_code)
+) STRICT;
+INSERT INTO access_tokens_v7 (id, business_id, access_code, minutes_included, description, valid_from, valid_to,
+    user_limit, device_limit, mac_address, booking_guid, visitor_guid, created_at, revoked_at, customer_id, uid)
+    SELECT id, business_id, access_code, minutes_included, description, valid_from, valid_to,
+    user_limit, device_limit, mac_address, booking_guid, visitor_guid, created_at, revoked_at, customer_id,
+    lower(hex(randomblob(16))) FROM access_tokens;
+DROP TABLE access_tokens;
+ALTER TABLE access_tokens_v7 RENAME TO access_tokens;
+CREATE UNIQUE INDEX access_tokens_by_customer ON access_tokens (customer_id) WHERE customer_id IS NOT NULL;
+CREATE INDEX access_tokens_by_visitor ON access_tokens (visitor_guid) WHERE visitor_guid IS NOT NULL;
+
+CREATE TABLE sessions_v7 (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    token_id        INTEGER NOT NULL REFERENCES access_tokens(id) ON DELETE CASCADE,
+    client          TEXT    NOT NULL,
+    nas             TEXT    NOT NULL,
+    acct_session_id TEXT    NOT NULL,
+    mac             TEXT,
+    started_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    session_time    INTEGER NOT NULL DEFAULT 0 CHECK (session_time >= 0),
+    stopped_at      INTEGER,
+    user_name       TEXT,
+    nas_ip          TEXT,
+    framed_ip       TEXT,
+    closed_by       TEXT,
+    nas_address     TEXT
+) STRICT;
+INSERT INTO sessions_v7 (id, token_id, client, nas, acct_session_id, mac, started_at, updated_at, session_time,
+    stopped_at, user_name, nas_ip, framed_ip, closed_by, nas_address)
+    SELECT id, token_id, client, COALESCE(nas_address, client) || COALESCE(' nas-ip=' || nas_ip, ''),
+    acct_session_id, mac, started_at, updated_at, session_time, stopped_at, user_name, nas_ip, framed_ip,
+    closed_by, nas_address FROM sessions;
+DROP TABLE sessions;
+ALTER TABLE sessions_v7 RENAME TO sessions;
+CREATE INDEX sessions_by_token ON sessions (token_id, stopped_at);
+CREATE INDEX sessions_by_key ON sessions (nas, acct_session_id, id);
+CREATE INDEX sessions_open_by_nas ON sessions (nas) WHERE stopped_at IS NULL;
+CREATE INDEX sessions_open_by_update ON sessions (updated_at) WHERE stopped_at IS NULL;
+
+CREATE TABLE unmatched_accounting (
+    id              INTEGER PRIMARY KEY,
+    received_at     INTEGER NOT NULL,
+    client          TEXT    NOT NULL,
+    nas             TEXT    NOT NULL,
+    status          TEXT    NOT NULL,
+    acct_session_id TEXT,
+    user_name       TEXT,
+    class           TEXT,
+    mac             TEXT,
+    session_time    INTEGER,
+    reason          TEXT    NOT NULL
+) STRICT;
+"#;
+
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(V1),
@@ -157,11 +240,31 @@ fn migrations() -> Migrations<'static> {
         M::up(V4),
         M::up(V5),
         M::up(V6),
+        M::up(V7),
     ])
 }
 
-pub fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {
-    migrations().to_latest(conn)
+/// Migrates to the latest schema. Foreign keys are off while migrations run (a table
+/// rebuild must not cascade its DROP into the tables that reference it) and checked
+/// once they are done.
+pub fn migrate(conn: &mut Connection) -> Result<(), String> {
+    conn.pragma_update(None, "foreign_keys", false)
+        .map_err(|e| e.to_string())?;
+    let migrated = migrations().to_latest(conn).map_err(|e| e.to_string());
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(|e| e.to_string())?;
+    migrated?;
+    let broken: i64 = conn
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
+        .map_err(|e| e.to_string())?;
+    if broken > 0 {
+        return Err(format!(
+            "{broken} row(s) violate a foreign key after migrating"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -170,10 +273,66 @@ mod tests {
     fn migrations_are_valid() {
         let mut conn = rusqlite::Connection::open_in_memory().unwrap();
         super::migrate(&mut conn).unwrap();
+        super::migrate(&mut conn).unwrap();
         assert!(
             rusqlite_migration::Migrations::new(vec![rusqlite_migration::M::up(super::V1)])
                 .validate()
                 .is_ok()
         );
+    }
+}
+
+#[cfg(test)]
+mod upgrade_tests {
+    use rusqlite::Connection;
+    use rusqlite_migration::{M, Migrations};
+
+    /// A database at V6 with a token, a binding and a session keeps them through V7:
+    /// the rebuild of `access_tokens` cascades nothing, ids are kept, uids are given.
+    #[test]
+    fn v7_keeps_tokens_bindings_and_sessions() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        Migrations::new(vec![
+            M::up(super::V1),
+            M::up(super::V2),
+            M::up(super::V3),
+            M::up(super::V4),
+            M::up(super::V5),
+            M::up(super::V6),
+        ])
+        .to_latest(&mut conn)
+        .unwrap();
+        conn.execute_batch(
+            "INSERT INTO access_tokens (id, business_id, access_code, minutes_included, created_at) VALUES (7, 1, '12345', 60, 0);
+             INSERT INTO device_bindings VALUES (7, 'AA:BB:CC:DD:EE:FF', 0);
+             INSERT INTO sessions (token_id, client, acct_session_id, mac, started_at, updated_at, session_time, nas_address)
+                 VALUES (7, 'nas', 's1', NULL, 0, 0, 120, '10.0.0.1');",
+        )
+        .unwrap();
+        super::migrate(&mut conn).unwrap();
+        let (id, uid): (i64, String) = conn
+            .query_row("SELECT id, uid FROM access_tokens", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((id, uid.len()), (7, 32));
+        let kept: (i64, i64, String) = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM device_bindings), (SELECT session_time FROM sessions), (SELECT nas FROM sessions)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(kept, (1, 120, "10.0.0.1".to_string()));
+        // Deleting the highest token does not give its id to the next one.
+        conn.execute("DELETE FROM access_tokens WHERE id = 7", [])
+            .unwrap();
+        conn.execute(
+            "INSERT INTO access_tokens (business_id, access_code, minutes_included, created_at, uid) VALUES (1, '1', 1, 0, 'u')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(conn.last_insert_rowid(), 8);
     }
 }

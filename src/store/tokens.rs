@@ -17,7 +17,7 @@ pub enum BindOutcome {
 }
 
 const TOKEN_COLUMNS: &str = "id, business_id, access_code, minutes_included, description, valid_from, valid_to, \
-     user_limit, device_limit, mac_address, booking_guid, visitor_guid, created_at, revoked_at, customer_id";
+     user_limit, device_limit, mac_address, booking_guid, visitor_guid, created_at, revoked_at, customer_id, uid";
 
 fn time(id: i64, field: &'static str, v: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
     v.map(|v| {
@@ -59,6 +59,7 @@ struct TokenRow {
     created_at: i64,
     revoked_at: Option<i64>,
     customer_id: Option<i64>,
+    uid: String,
 }
 
 impl TokenRow {
@@ -79,6 +80,7 @@ impl TokenRow {
             created_at: r.get(12)?,
             revoked_at: r.get(13)?,
             customer_id: r.get(14)?,
+            uid: r.get(15)?,
         })
     }
 
@@ -111,6 +113,7 @@ impl TokenRow {
             customer_id: self.customer_id,
             created_at: time(id, "created_at", Some(self.created_at))?.unwrap_or_default(),
             revoked_at: time(id, "revoked_at", self.revoked_at)?,
+            uid: self.uid,
         })
     }
 }
@@ -132,8 +135,8 @@ pub(super) fn insert_token(
 ) -> Result<i64, rusqlite::Error> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO access_tokens (business_id, access_code, minutes_included, description, valid_from, valid_to, \
-         user_limit, device_limit, mac_address, booking_guid, visitor_guid, created_at, customer_id) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+         user_limit, device_limit, mac_address, booking_guid, visitor_guid, created_at, customer_id, uid) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, lower(hex(randomblob(16))))",
     )?;
     stmt.execute(params![
         t.business_id,
@@ -211,8 +214,8 @@ impl Store {
             {
                 let mut stmt = tx
                     .prepare(
-                        "INSERT OR IGNORE INTO access_tokens (business_id, access_code, minutes_included, description, created_at) \
-                         VALUES (?1, ?2, ?3, 'bench', ?4)",
+                        "INSERT OR IGNORE INTO access_tokens (business_id, access_code, minutes_included, description, created_at, uid) \
+                         VALUES (?1, ?2, ?3, 'bench', ?4, lower(hex(randomblob(16))))",
                     )
                     .map_err(|e| self.sql(e))?;
                 for n in 0..count {

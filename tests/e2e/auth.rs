@@ -49,9 +49,10 @@ async fn accept_carries_session_timeout_class_and_reply_attributes() {
             .unwrap(),
         300
     );
+    let uid = h.store.token_by_id(id).unwrap().unwrap().uid;
     assert_eq!(
         r.class().unwrap(),
-        format!("pinradius:token={id}").into_bytes()
+        format!("pinradius:uid={uid}").into_bytes()
     );
     // Mikrotik-Rate-Limit: Vendor-Specific, vendor 14988, type 8.
     let vsa = r
@@ -115,7 +116,7 @@ async fn every_reject_reason_has_its_own_reply_message() {
     let spent = token(&h, "10005", |t| t.minutes_included = 1);
     let db = rusqlite::Connection::open(h.db_path()).unwrap();
     db.execute(
-        "INSERT INTO sessions (token_id, client, acct_session_id, mac, started_at, updated_at, session_time, stopped_at) VALUES (?1, 'nas', 's', NULL, 0, 0, 60, 0)",
+        "INSERT INTO sessions (token_id, client, nas, acct_session_id, mac, started_at, updated_at, session_time, stopped_at) VALUES (?1, 'nas', '127.0.0.1', 's', NULL, 0, 0, 60, 0)",
         [spent],
     )
     .unwrap();
@@ -152,7 +153,7 @@ async fn every_reject_reason_has_its_own_reply_message() {
     );
     let busy = token(&h, "10008", |t| t.user_limit = Some(1));
     db.execute(
-        "INSERT INTO sessions (token_id, client, acct_session_id, mac, started_at, updated_at, session_time) VALUES (?1, 'nas', 'live', 'AA:BB:CC:DD:EE:07', ?2, ?2, 0)",
+        "INSERT INTO sessions (token_id, client, nas, acct_session_id, mac, started_at, updated_at, session_time) VALUES (?1, 'nas', '127.0.0.1', 'live', 'AA:BB:CC:DD:EE:07', ?2, ?2, 0)",
         rusqlite::params![busy, t0().timestamp_millis()],
     )
     .unwrap();

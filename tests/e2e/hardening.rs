@@ -150,9 +150,11 @@ async fn failure_counters_are_bounded_under_a_flood_of_random_devices() {
     let client: std::sync::Arc<str> = "nas".into();
     let nas = NasLabel {
         client: &client,
-        source: "127.0.0.1".parse().unwrap(),
-        nas_ip: None,
-        nas_id: None,
+        nas: pinradius::model::NasKey {
+            source: "127.0.0.1".parse().unwrap(),
+            nas_ip: None,
+            nas_id: None,
+        },
     };
     let metrics = pinradius::metrics::Metrics::new();
     for i in 0..110_000u32 {

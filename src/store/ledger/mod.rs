@@ -1,18 +1,20 @@
 //! The accounting ledger (RFC 2866). A token's used time is the sum of its sessions'
-//! Acct-Session-Time. Each session row holds the *cumulative* time the NAS last
-//! reported, and updates only ever raise it (`max`), so a retransmit, a duplicate
-//! Stop, an Interim after the Stop, or a counter going backwards never counts time
-//! twice.
+//! Acct-Session-Time; which session a record belongs to is `apply.rs`. Every
+//! acknowledged record is kept: one that cannot be tied to a session or a token goes
+//! to `unmatched_accounting`.
 //!
 //! One writer thread owns a connection and commits records in batches (group commit):
 //! every record that arrived while the previous commit was running goes into the next
 //! transaction. A record is acknowledged only after its transaction is durable
 //! (`synchronous=FULL`), so durability costs one fsync per batch, not per packet.
 
+mod apply;
+
 use super::{Store, StoreError, from_ms, ms};
 use crate::model::Mac;
+use apply::apply;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 
@@ -26,6 +28,8 @@ pub enum AcctStatus {
     AccountingOn,
     /// The NAS is shutting down: all of its sessions end.
     AccountingOff,
+    /// Any other Acct-Status-Type (kept with the unmatched records).
+    Other(u32),
 }
 
 impl AcctStatus {
@@ -39,29 +43,67 @@ impl AcctStatus {
             _ => return None,
         })
     }
+
+    /// The status as the unmatched records name it.
+    pub fn label(self) -> String {
+        match self {
+            Self::Start => "Start".into(),
+            Self::Stop => "Stop".into(),
+            Self::InterimUpdate => "Interim-Update".into(),
+            Self::AccountingOn => "Accounting-On".into(),
+            Self::AccountingOff => "Accounting-Off".into(),
+            Self::Other(n) => format!("Acct-Status-Type {n}"),
+        }
+    }
+}
+
+/// How our Class in an Accounting-Request names a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRef {
+    /// `pinradius:uid=...`: the token's uid, which no other token will ever have.
+    Uid(String),
+    /// `pinradius:token=N`: the id, as versions before uids wrote it (sessions that
+    /// were open across the upgrade); ids are never reused since.
+    Id(i64),
+}
+
+impl std::fmt::Display for TokenRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Uid(uid) => write!(f, "pinradius:uid={uid}"),
+            Self::Id(id) => write!(f, "pinradius:token={id}"),
+        }
+    }
 }
 
 /// One Accounting-Request, reduced to what the ledger keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcctRecord {
-    /// The configured client (NAS) name: sessions are keyed per client.
+    /// The configured client's name when the record came (shown, not a key).
     pub client: String,
+    /// The NAS that sent it ([`crate::model::NasKey`] as text): sessions are its own.
+    pub nas: String,
     /// The client's business: User-Name is looked up there.
     pub business_id: i64,
     pub status: AcctStatus,
     pub acct_session_id: String,
-    /// Token id from our Class attribute, when the NAS echoed it.
-    pub token_id: Option<i64>,
+    /// The token our Class names, when the NAS echoed it.
+    pub class: Option<TokenRef>,
     pub user_name: Option<String>,
     pub mac: Option<Mac>,
     /// Acct-Session-Time: cumulative seconds of this session so far.
     pub session_time: Option<u32>,
+    /// Acct-Delay-Time: how long the NAS has been trying to send this record.
+    pub delay: u32,
     pub nas_ip: Option<String>,
     /// The address the record came from: where a Disconnect-Request goes.
     pub nas_address: Option<String>,
     pub framed_ip: Option<String>,
     /// When the record arrived.
     pub at: DateTime<Utc>,
+    /// Why a well-formed, authentic record cannot be applied (a reason label and the
+    /// detail): it is kept with the unmatched records instead.
+    pub problem: Option<(&'static str, String)>,
 }
 
 /// What a record did.
@@ -71,9 +113,9 @@ pub enum AcctOutcome {
     Recorded { session: i64 },
     /// Accounting-On/Off closed this many open sessions of the NAS.
     NasSessionsClosed(usize),
-    /// No token matches Class or User-Name: acknowledged (so the NAS stops
-    /// retransmitting) but nothing is counted.
-    UnknownToken,
+    /// Kept with the unmatched records (`reason`: malformed, unknown_status,
+    /// unknown_token, deleted_token); nothing is counted.
+    Unmatched { reason: &'static str },
 }
 
 /// A queued record and where its outcome goes.
@@ -179,95 +221,6 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> Vec<Result<AcctOutcome, 
     }
 }
 
-/// Applies one record. Idempotent: applying it again changes nothing.
-pub(super) fn apply(conn: &Connection, r: &AcctRecord) -> rusqlite::Result<AcctOutcome> {
-    let at = ms(r.at);
-    if matches!(
-        r.status,
-        AcctStatus::AccountingOn | AcctStatus::AccountingOff
-    ) {
-        let n = conn.execute(
-            "UPDATE sessions SET stopped_at = ?2, closed_by = 'nas-restart' WHERE client = ?1 AND stopped_at IS NULL",
-            params![r.client, at],
-        )?;
-        return Ok(AcctOutcome::NasSessionsClosed(n));
-    }
-    let by_class = match r.token_id {
-        Some(id) => conn
-            .prepare_cached("SELECT id FROM access_tokens WHERE id = ?1 AND business_id = ?2")?
-            .query_row(params![id, r.business_id], |row| row.get::<_, i64>(0))
-            .optional()?,
-        None => None,
-    };
-    let token_id = match (by_class, &r.user_name) {
-        (Some(id), _) => Some(id),
-        (None, Some(name)) => conn
-            .prepare_cached(
-                "SELECT id FROM access_tokens WHERE business_id = ?1 AND access_code = ?2",
-            )?
-            .query_row(params![r.business_id, name], |row| row.get::<_, i64>(0))
-            .optional()?,
-        (None, None) => None,
-    };
-    let Some(token_id) = token_id else {
-        return Ok(AcctOutcome::UnknownToken);
-    };
-    let mac = r.mac.map(|m| m.to_string());
-    let stop = r.status == AcctStatus::Stop;
-    let existing: Option<(i64, i64, Option<String>)> = conn
-        .prepare_cached(
-            "SELECT id, session_time, closed_by FROM sessions WHERE client = ?1 AND acct_session_id = ?2 AND mac IS ?3",
-        )?
-        .query_row(params![r.client, r.acct_session_id, mac], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-        .optional()?;
-    let reported = r.session_time.map(i64::from);
-    match existing {
-        None => {
-            let time = reported.unwrap_or(0);
-            conn.prepare_cached(
-                "INSERT INTO sessions (token_id, client, acct_session_id, mac, started_at, updated_at, session_time, \
-                 stopped_at, closed_by, user_name, nas_ip, framed_ip, nas_address) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            )?
-            .execute(params![
-                token_id,
-                r.client,
-                r.acct_session_id,
-                mac,
-                at - time * 1000,
-                at,
-                time,
-                stop.then_some(at),
-                stop.then_some("stop"),
-                r.user_name,
-                r.nas_ip,
-                r.framed_ip,
-                r.nas_address,
-            ])?;
-            Ok(AcctOutcome::Recorded {
-                session: conn.last_insert_rowid(),
-            })
-        }
-        Some((id, _, closed_by)) => {
-            // Open, or closed only because it went quiet (the NAS was unreachable and
-            // is now reporting again): the session is live.
-            let live = closed_by.is_none() || closed_by.as_deref() == Some("stale");
-            if live {
-                conn.prepare_cached(
-                    "UPDATE sessions SET session_time = max(session_time, COALESCE(?2, session_time)), updated_at = max(updated_at, ?3), \
-                     stopped_at = ?4, closed_by = ?5, framed_ip = COALESCE(?6, framed_ip), nas_address = COALESCE(?7, nas_address) WHERE id = ?1",
-                )?
-                .execute(params![id, reported, at, stop.then_some(at), stop.then_some("stop"), r.framed_ip, r.nas_address])?;
-            } else {
-                // Already stopped: a late or repeated record may only raise the count.
-                conn.prepare_cached("UPDATE sessions SET session_time = max(session_time, COALESCE(?2, session_time)) WHERE id = ?1")?
-                    .execute(params![id, reported])?;
-            }
-            Ok(AcctOutcome::Recorded { session: id })
-        }
-    }
-}
-
 /// A session as listed by `session list`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SessionRow {
@@ -285,7 +238,52 @@ pub struct SessionRow {
     pub framed_ip: Option<String>,
 }
 
+/// A record that could not be tied to a session or a token.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UnmatchedRow {
+    pub id: i64,
+    pub received_at: DateTime<Utc>,
+    pub client: String,
+    pub nas: String,
+    pub status: String,
+    pub acct_session_id: Option<String>,
+    pub user_name: Option<String>,
+    pub class: Option<String>,
+    pub mac: Option<String>,
+    pub session_time: Option<i64>,
+    pub reason: String,
+}
+
 impl Store {
+    /// The newest `limit` unmatched accounting records, newest first.
+    pub fn list_unmatched(&self, limit: usize) -> Result<Vec<UnmatchedRow>, StoreError> {
+        self.with_conn(|conn| {
+            conn.prepare_cached(
+                "SELECT id, received_at, client, nas, status, acct_session_id, user_name, class, mac, session_time, reason \
+                 FROM unmatched_accounting ORDER BY id DESC LIMIT ?1",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![limit as i64], |r| {
+                    Ok(UnmatchedRow {
+                        id: r.get(0)?,
+                        received_at: from_ms(r.get(1)?),
+                        client: r.get(2)?,
+                        nas: r.get(3)?,
+                        status: r.get(4)?,
+                        acct_session_id: r.get(5)?,
+                        user_name: r.get(6)?,
+                        class: r.get(7)?,
+                        mac: r.get(8)?,
+                        session_time: r.get(9)?,
+                        reason: r.get(10)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(|e| self.sql(e))
+        })
+    }
+
     /// Applies one record directly (no writer thread): for tests and tools.
     pub fn apply_accounting(&self, record: &AcctRecord) -> Result<AcctOutcome, StoreError> {
         self.with_conn(|conn| {
@@ -424,10 +422,13 @@ mod tests {
     fn rec(status: AcctStatus, session: &str, time: Option<u32>, at: DateTime<Utc>) -> AcctRecord {
         AcctRecord {
             client: "nas".into(),
+            nas: "127.0.0.1".into(),
             business_id: 1,
             status,
             acct_session_id: session.into(),
-            token_id: None,
+            class: None,
+            delay: 0,
+            problem: None,
             user_name: Some("12345".into()),
             mac: Some("02:00:00:00:00:01".parse().unwrap()),
             session_time: time,
@@ -479,17 +480,30 @@ mod tests {
         let (_d, s, id) = setup();
         let mut r = rec(AcctStatus::Stop, "x", Some(42), t0());
         r.user_name = Some("renamed".into());
-        assert_eq!(s.apply_accounting(&r).unwrap(), AcctOutcome::UnknownToken);
-        r.token_id = Some(id);
+        assert_eq!(
+            s.apply_accounting(&r).unwrap(),
+            AcctOutcome::Unmatched {
+                reason: "unknown_token"
+            }
+        );
+        let uid = s.token_by_id(id).unwrap().unwrap().uid;
+        r.class = Some(TokenRef::Uid(uid));
         assert!(matches!(
             s.apply_accounting(&r).unwrap(),
             AcctOutcome::Recorded { .. }
         ));
         assert_eq!(used(&s, id), 42);
-        r.token_id = Some(id + 100);
-        r.user_name = None;
+        r.class = Some(TokenRef::Uid("0".repeat(32)));
+        r.user_name = Some("12345".into());
         r.acct_session_id = "y".into();
-        assert_eq!(s.apply_accounting(&r).unwrap(), AcctOutcome::UnknownToken);
+        assert_eq!(
+            s.apply_accounting(&r).unwrap(),
+            AcctOutcome::Unmatched {
+                reason: "deleted_token"
+            }
+        );
+        assert_eq!(used(&s, id), 42, "a Class naming no token charges nothing");
+        assert_eq!(s.list_unmatched(10).unwrap().len(), 2);
     }
 
     #[test]
