@@ -189,14 +189,15 @@ impl LockoutRules {
             return None;
         }
         record.lockouts = self.level(record, now) + 1;
-        let until = now + self.lockout_length(record.lockouts);
+        // The lock lasts its length, or until the budget has room for one failure
+        // again, whichever is later: with a window longer than the lock (an account:
+        // 10 a day, locks from 10 minutes), the budget would otherwise still be full
+        // when the lock ends, refusing with no lock to show for it, and with a lock
+        // shorter than one refill step, every lock's end would give a free try.
+        let room =
+            record.clear_at - self.per_failure() * (self.max_failures.saturating_sub(1) as i32);
+        let until = (now + self.lockout_length(record.lockouts)).max(room);
         record.locked_until = Some(until);
-        // When the lock ends there is room for one failure more, whatever the window:
-        // the next one locks again, for twice as long. (Were the window longer than
-        // the lock, the budget would otherwise still be full after it, refusing with
-        // no lock to show for it.)
-        let one_left = until + self.per_failure() * (self.max_failures.saturating_sub(1) as i32);
-        record.clear_at = record.clear_at.min(one_left);
         Some(until)
     }
 
@@ -309,19 +310,42 @@ mod tests {
     }
 
     #[test]
-    fn a_window_longer_than_the_lock_leaves_one_try_after_it_then_doubles() {
-        // The account budget: 10 per day, locks of 10 minutes doubling.
+    fn a_lock_lasts_until_the_budget_has_room_and_no_lock_gives_more() {
+        // The account budget: 10 per day (one per 2.4 h), locks from 10 minutes. The
+        // lock lasts until there is room for one try, then one try locks again.
         let rules = LockoutRules {
             window: Duration::days(1),
             ..LockoutRules::default()
         };
+        let step = Duration::minutes(144);
         let mut r = FailureRecord::new(t0());
         let until = fail(&rules, &mut r, t0(), 10)[0];
-        assert_eq!(until - t0(), Duration::minutes(10));
+        assert_eq!(until - t0(), step);
+        assert_eq!(
+            rules.admit(&mut r, until - Duration::seconds(1)),
+            Admission::Locked { until }
+        );
         assert_eq!(rules.admit(&mut r, until), Admission::Admitted);
         let next = rules.settle(&mut r, true, until).unwrap();
-        assert_eq!(next - until, Duration::minutes(20));
-        assert_eq!(rules.locked_until(&r, until), Some(next));
+        assert_eq!(next - until, step);
+        // Locks shorter than one refill step: a sustained attacker still gets only the
+        // refill rate (here 30 a minute), not a try at every lock's end.
+        let rules = LockoutRules {
+            max_failures: 30,
+            window: Duration::minutes(1),
+            base: Duration::seconds(1),
+            max: Duration::seconds(1),
+        };
+        let mut r = FailureRecord::new(t0());
+        let mut failed = 0;
+        for ms in (0..600_000).step_by(100) {
+            let at = t0() + Duration::milliseconds(ms);
+            if rules.admit(&mut r, at) == Admission::Admitted {
+                rules.settle(&mut r, true, at);
+                failed += 1;
+            }
+        }
+        assert!(failed <= 30 + 10 * 30, "{failed} failures in 10 minutes");
     }
 
     #[test]

@@ -163,7 +163,7 @@ async fn guessing_without_a_calling_station_id_is_stopped_the_same_way() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pause_doubles_while_the_attack_goes_on_and_rejects_of_right_codes_count() {
     let h =
-        Harness::start("[lockout]\nclient_max_failures = 5\nclient_window_seconds = 3600\n").await;
+        Harness::start("[lockout]\nclient_max_failures = 5\nclient_window_seconds = 600\n").await;
     let t = NewAccessToken {
         business_id: 1,
         access_code: "31337".into(),
@@ -411,16 +411,17 @@ async fn failures_against_one_email_lock_the_account_for_new_devices_only() {
         .lockout(LockScope::Account, "1:grace@example.org")
         .unwrap()
         .unwrap();
-    assert_eq!(lock.locked_until, t0() + Duration::minutes(10));
-    // When the lock ends there is room for one more try; a wrong one locks the
-    // account again, for twice as long.
-    h.clock.set(t0() + Duration::minutes(10));
+    // The account's budget refills over a day (one try per 2.4 hours): the lock
+    // lasts until there is room for one try, and one wrong try locks it again.
+    let step = Duration::minutes(144);
+    assert_eq!(lock.locked_until, t0() + step);
+    h.clock.set(t0() + step);
     let r = login(&h, "grace@example.org", "11111", Some("02:00:00:00:02:02")).await;
     assert_eq!(r.reply_message(), "Unknown or wrong access code");
     let r = login(&h, "grace@example.org", "24680", Some("02:00:00:00:02:03")).await;
     assert_refused(
         &r,
-        "Too many failed logins for this account; try again in 20 minute",
+        "Too many failed logins for this account; try again in 144 minute",
     );
     let lock = h
         .store
@@ -428,7 +429,7 @@ async fn failures_against_one_email_lock_the_account_for_new_devices_only() {
         .unwrap()
         .unwrap();
     assert_eq!(lock.lockouts, 2);
-    h.clock.set(t0() + Duration::minutes(30));
+    h.clock.set(t0() + step * 2);
     let r = login(&h, "grace@example.org", "24680", Some("02:00:00:00:02:03")).await;
     assert_eq!(r.code, Code::AccessAccept, "{}", r.reply_message());
     h.stop().await;
