@@ -245,6 +245,38 @@ pub fn session_timeout(
     Ok((u32::try_from(best.0).unwrap_or(u32::MAX), best.1))
 }
 
+/// Whether a token's open sessions must end now, whatever their device: revoked, its
+/// customer deactivated, past `valid_to` or the visitor's window, or its minutes used
+/// up (`spent_seconds`: the ledger's used time plus the live time of its open
+/// sessions). The reaper's question: device and simultaneous-use rules only decide
+/// who may log in, not whether a session already running goes on. A customer's PIN
+/// has no minute budget (each login gets the configured session).
+pub fn run_out(
+    now: DateTime<Utc>,
+    token: &AccessToken,
+    owner: TokenOwner,
+    spent_seconds: u64,
+) -> Option<RejectReason> {
+    if token.revoked_at.is_some() {
+        return Some(RejectReason::Revoked);
+    }
+    let window_end = match owner {
+        TokenOwner::Customer { active: false, .. } => return Some(RejectReason::Deactivated),
+        TokenOwner::Customer { .. } => {
+            return token
+                .valid_to
+                .filter(|t| now >= *t)
+                .map(|_| RejectReason::Expired);
+        }
+        TokenOwner::Visitor {
+            arrived_at: Some(arrival),
+            ..
+        } => Some(arrival + Duration::minutes(i64::from(token.minutes_included))),
+        TokenOwner::Visitor { .. } | TokenOwner::Standalone => None,
+    };
+    session_timeout(now, token, spent_seconds, window_end).err()
+}
+
 /// Decides a login with a known code whose password already matched. Checks, in
 /// order: revoked, the owner's state (customer deactivated; visitor not checked in,
 /// not arrived yet, window over), the token's validity window, device rules, time
@@ -390,6 +422,33 @@ mod tests {
 
     fn mac(n: u8) -> Mac {
         format!("02:00:00:00:00:{n:02x}").parse().unwrap()
+    }
+
+    #[test]
+    fn run_out_is_decided_by_time_alone_whatever_the_device_rules() {
+        let mut t = token();
+        t.device_limit = Some(1);
+        t.mac_address = Some(mac(1));
+        assert_eq!(run_out(now(), &t, STANDALONE, 3599), None);
+        assert_eq!(
+            run_out(now(), &t, STANDALONE, 3600),
+            Some(RejectReason::MinutesUsedUp)
+        );
+        let visitor = TokenOwner::Visitor {
+            visitor_id: 1,
+            arrived_at: Some(now() - Duration::minutes(60)),
+        };
+        assert_eq!(run_out(now(), &t, visitor, 0), Some(RejectReason::Expired));
+        let member = TokenOwner::Customer {
+            customer_id: 1,
+            active: true,
+        };
+        assert_eq!(run_out(now(), &t, member, u64::MAX), None);
+        t.revoked_at = Some(now());
+        assert_eq!(
+            run_out(now(), &t, STANDALONE, 0),
+            Some(RejectReason::Revoked)
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! Runs on an interval; decisions use the injected clock.
 
 use super::Context;
-use crate::policy::{self, RejectReason};
+use crate::policy;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -38,33 +38,20 @@ pub(super) fn report(pass: Result<(usize, usize), crate::store::StoreError>) {
     }
 }
 
-/// One pass: (stale sessions closed, run-out sessions closed).
+/// One pass: (stale sessions closed, run-out sessions closed). Whether a session
+/// has run out is decided from its token's time alone (`policy::run_out`), for every
+/// kind of token, reading each token with open sessions once.
 pub fn reap(ctx: &Context) -> Result<(usize, usize), crate::store::StoreError> {
     let now = ctx.clock.now();
     let settings = ctx.settings();
-    let stale = ctx
-        .store
-        .close_stale_sessions(settings.rules.stale_before(now), now)?;
+    let stale_before = settings.rules.stale_before(now);
+    let stale = ctx.store.close_stale_sessions(stale_before, now)?;
     let mut expired = 0;
-    for (session, token_id, _mac) in ctx.store.open_session_tokens()? {
-        // With no device given, the usage counts the live time of every open session
-        // of the token, this one included.
-        let Some((token, owner, usage)) =
-            ctx.store
-                .token_facts(token_id, None, now, settings.rules.stale_before(now))?
-        else {
+    for open in ctx.store.open_tokens(now, stale_before)? {
+        let Some(reason) = policy::run_out(now, &open.token, open.owner, open.spent_seconds) else {
             continue;
         };
-        let run_out = match policy::decide(now, &token, owner, &usage, None, &settings.rules) {
-            Err(
-                reason @ (RejectReason::Revoked
-                | RejectReason::Deactivated
-                | RejectReason::Expired
-                | RejectReason::MinutesUsedUp),
-            ) => Some(reason),
-            _ => None,
-        };
-        if let Some(reason) = run_out {
+        for session in open.sessions {
             // The NAS still holds the session (no Stop): tell it to end it (RFC 5176),
             // and stop counting it as open either way.
             ctx.store.queue_disconnect(session, reason.label(), now)?;

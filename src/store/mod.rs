@@ -19,8 +19,8 @@ mod tokens;
 pub use cache::ReadPoint;
 pub use disconnects::DisconnectRow;
 pub use ledger::{
-    AcctOutcome, AcctRecord, AcctStatus, LedgerError, LedgerWriter, SessionRow, TokenRef,
-    UnmatchedRow,
+    AcctOutcome, AcctRecord, AcctStatus, LedgerError, LedgerWriter, OpenToken, SessionRow,
+    TokenRef, UnmatchedRow,
 };
 pub use lockouts::{LockScope, LockoutRow};
 pub use people::VisitorTokenSettings;

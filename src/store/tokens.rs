@@ -285,14 +285,7 @@ impl Store {
     }
 
     pub fn token_by_id(&self, id: i64) -> Result<Option<AccessToken>, StoreError> {
-        self.with_conn(|conn| {
-            let sql = format!("SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE id = ?1");
-            let row = conn
-                .prepare_cached(&sql)
-                .and_then(|mut s| s.query_row(params![id], TokenRow::read).optional())
-                .map_err(|e| self.sql(e))?;
-            row.map(TokenRow::into_token).transpose()
-        })
+        self.with_conn(|conn| token_in(conn, id).map_err(|e| self.sql_or(e)))
     }
 
     /// One page of tokens in id order, optionally only a business's and/or a code's,
@@ -458,6 +451,16 @@ impl Store {
             Ok(outcome)
         })
     }
+}
+
+/// The token with this id, read on `conn`.
+pub(super) fn token_in(conn: &Connection, id: i64) -> Result<Option<AccessToken>, Fail> {
+    let sql = format!("SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE id = ?1");
+    let row = conn
+        .prepare_cached(&sql)?
+        .query_row(params![id], TokenRow::read)
+        .optional()?;
+    Ok(row.map(TokenRow::into_token).transpose()?)
 }
 
 /// Who holds `code` in the business: a token, a visitor's PIN or a customer's PIN

@@ -326,3 +326,39 @@ async fn pin_change_deactivation_and_api_delete_disconnect_too() {
     nas.answer(&request, from, ACK, None).await;
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_limited_token_that_runs_out_is_disconnected_too() {
+    // Every visitor token has a device limit, and this one a MAC too: the reaper
+    // decides from the minutes alone (it once saw "no device" first and never closed
+    // such sessions).
+    let nas = FakeNas::new().await;
+    let h = harness(&nas, "").await;
+    h.store
+        .create_token(
+            &NewAccessToken {
+                business_id: 1,
+                access_code: "70707".into(),
+                minutes_included: 1,
+                device_limit: Some(2),
+                mac_address: Some("aa:bb:cc:00:00:04".parse().unwrap()),
+                ..Default::default()
+            },
+            t0(),
+        )
+        .unwrap();
+    online(&h, "70707", "aa-bb-cc-00-00-04", "81a00004").await;
+    h.clock.advance(chrono::Duration::seconds(30));
+    assert_eq!(pinradius::server::reap(&h.ctx).unwrap(), (0, 0));
+    h.clock.advance(chrono::Duration::seconds(31));
+    assert_eq!(pinradius::server::reap(&h.ctx).unwrap(), (0, 1));
+    let (request, from) = nas.next_request(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(identity(&request).1, "81a00004");
+    nas.answer(&request, from, ACK, None).await;
+    finished_result(&h).await;
+    assert_eq!(
+        h.store.list_disconnects(1).unwrap()[0].reason,
+        "minutes_used_up"
+    );
+    h.stop().await;
+}

@@ -9,6 +9,9 @@
 //! (`synchronous=FULL`), so durability costs one fsync per batch, not per packet.
 
 mod apply;
+mod reaping;
+
+pub use reaping::OpenToken;
 
 use super::{Store, StoreError, from_ms, ms};
 use crate::model::Mac;
@@ -367,26 +370,6 @@ impl Store {
             conn.prepare_cached("SELECT count(*) FROM sessions WHERE stopped_at IS NULL")
                 .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
                 .map(|n| n as u64)
-                .map_err(|e| self.sql(e))
-        })
-    }
-
-    /// Open sessions with their token, for the reaper's check of tokens that ran out.
-    /// Sessions with a Disconnect-Request still pending are left out: the disconnector
-    /// owns them until the NAS answers (an ACK closes them as `disconnected`).
-    pub fn open_session_tokens(&self) -> Result<Vec<(i64, i64, Option<Mac>)>, StoreError> {
-        self.with_conn(|conn| {
-            conn.prepare_cached(
-                "SELECT id, token_id, mac FROM sessions s WHERE stopped_at IS NULL \
-                 AND NOT EXISTS (SELECT 1 FROM disconnects d WHERE d.session_id = s.id AND d.finished_at IS NULL)",
-            )
-                .and_then(|mut s| {
-                    s.query_map([], |r| {
-                        let mac: Option<String> = r.get(2)?;
-                        Ok((r.get(0)?, r.get(1)?, mac.and_then(|m| m.parse().ok())))
-                    })?
-                    .collect()
-                })
                 .map_err(|e| self.sql(e))
         })
     }
