@@ -13,6 +13,9 @@ pub struct AccountingSection {
     pub stale_after_seconds: Option<i64>,
     /// How often the reaper looks for stale and run-out sessions. Default 30.
     pub reap_interval_seconds: Option<i64>,
+    /// How long an Access-Accept holds its device's simultaneous-use place while the
+    /// NAS has not started accounting for it. Default 60.
+    pub login_hold_seconds: Option<i64>,
 }
 
 impl AccountingSection {
@@ -29,6 +32,19 @@ impl AccountingSection {
                 "accounting.stale_after_seconds",
                 v,
                 "must be 1 to 31536000 seconds",
+            )),
+        }
+    }
+
+    /// `login_hold_seconds`, or its default.
+    pub(super) fn login_hold_seconds(&self) -> Result<u64, ConfigError> {
+        match self.login_hold_seconds {
+            None => Ok(60),
+            Some(v) if (1..=3600).contains(&v) => Ok(v as u64),
+            Some(v) => Err(invalid(
+                "accounting.login_hold_seconds",
+                v,
+                "must be 1 to 3600 seconds",
             )),
         }
     }

@@ -122,6 +122,8 @@ pub struct Config {
     pub stale_after_seconds: u64,
     /// Seconds between reaper runs.
     pub reap_interval_seconds: u64,
+    /// How long an Access-Accept holds a simultaneous-use place before accounting.
+    pub login_hold_seconds: u64,
     /// The failure budgets against guessing.
     pub lockout: crate::policy::lockout::GuardRules,
     /// The HTTP API and metrics listener, when `[http]` is present.
@@ -204,6 +206,7 @@ impl Config {
             .accounting
             .stale_after_seconds(reply.acct_interim_interval)?;
         let reap_interval_seconds = raw.accounting.reap_interval_seconds()?;
+        let login_hold_seconds = raw.accounting.login_hold_seconds()?;
         let lockout = raw.lockout.rules()?;
         let http = raw.http.as_ref().map(validate_http).transpose()?;
         let disconnect = raw.disconnect.validate()?;
@@ -221,6 +224,7 @@ impl Config {
             customers: raw.customers,
             stale_after_seconds,
             reap_interval_seconds,
+            login_hold_seconds,
             lockout,
             http,
             disconnect,

@@ -146,6 +146,7 @@ fn on_datagram(
         ledger.clone(),
         client.name.clone(),
     );
+    let device = record.mac;
     tokio::spawn(async move {
         let status = record.status;
         let handed_over = Instant::now();
@@ -154,6 +155,10 @@ fn on_datagram(
                 ctx.metrics
                     .acct_commit
                     .observe(handed_over.elapsed().as_secs_f64());
+                if let AcctOutcome::Recorded { token, .. } = outcome {
+                    // The device's session counts from now on: its login's hold ends.
+                    ctx.holds.release(token, device);
+                }
                 if let AcctOutcome::Unmatched { reason } = outcome {
                     ctx.metrics.unmatched(reason);
                     if let Some(n) = ctx.drop_log.allow("unmatched_accounting", Instant::now()) {

@@ -523,14 +523,33 @@ fn grant_login(
         Ok(g) => g,
         Err(reason) => return Ok(Outcome::Reject(reason)),
     };
-    if let Some(mac) = grant.bind_device
-        && ctx
-            .store
-            .bind_device(token.id, mac, grant.device_limit, now)?
-            == BindOutcome::LimitReached
+    // Simultaneous use counts the sessions accounting opened and the places held by
+    // accepts whose accounting has not started yet (`holds.rs`).
+    if let Some(limit) = token.user_limit
+        && !ctx.holds.claim(
+            token.id,
+            device,
+            limit,
+            usage.open_sessions_elsewhere,
+            now,
+            settings.login_hold,
+        )
     {
-        let limit = grant.device_limit.unwrap_or(0);
-        return Ok(Outcome::Reject(RejectReason::DeviceLimitReached { limit }));
+        return Ok(Outcome::Reject(RejectReason::SimultaneousUseLimit {
+            limit,
+        }));
+    }
+    if let Some(mac) = grant.bind_device {
+        let bound = ctx
+            .store
+            .bind_device(token.id, mac, grant.device_limit, now);
+        if !matches!(bound, Ok(BindOutcome::Bound | BindOutcome::AlreadyBound)) {
+            ctx.holds.release(token.id, device);
+        }
+        if bound? == BindOutcome::LimitReached {
+            let limit = grant.device_limit.unwrap_or(0);
+            return Ok(Outcome::Reject(RejectReason::DeviceLimitReached { limit }));
+        }
     }
     if let (true, TokenOwner::Visitor { visitor_id, .. }) = (grant.check_in, owner) {
         // First accepted login checks the visitor in. Should another login have won
@@ -546,7 +565,10 @@ fn grant_login(
                     bind_device: grant.bind_device,
                     ..g
                 },
-                Err(reason) => return Ok(Outcome::Reject(reason)),
+                Err(reason) => {
+                    ctx.holds.release(token.id, device);
+                    return Ok(Outcome::Reject(reason));
+                }
             };
         }
         tracing::info!(client = %client.name, token = token.id, visitor = visitor_id, "visitor checked in by first Wi-Fi login");

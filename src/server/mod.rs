@@ -11,6 +11,7 @@ mod clients;
 pub mod datagrams;
 mod disconnect;
 mod guard;
+mod holds;
 mod ratelog;
 mod reaper;
 
@@ -67,6 +68,8 @@ pub struct Settings {
     /// The failure budgets against guessing.
     pub lockout: GuardRules,
     pub disconnect: crate::config::DisconnectSettings,
+    /// How long an accept holds its simultaneous-use place before accounting.
+    pub login_hold: chrono::Duration,
     /// Bearer tokens of the HTTP API (reloadable like the client secrets).
     pub api_keys: Vec<crate::config::ApiKey>,
 }
@@ -82,6 +85,7 @@ impl Settings {
             rules: config.login_rules(),
             lockout: config.lockout,
             disconnect: config.disconnect,
+            login_hold: chrono::Duration::seconds(config.login_hold_seconds as i64),
             api_keys: config
                 .http
                 .as_ref()
@@ -113,6 +117,8 @@ pub struct Context {
     pub guard: Guard,
     /// Rejects logged as a count per reason, once a minute per client.
     pub reject_log: RejectTally,
+    /// Simultaneous-use places held by accepts whose accounting has not started.
+    pub holds: holds::Holds,
     /// Counters and histograms for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Wakes the disconnector when this process queued a disconnect.
@@ -148,6 +154,7 @@ impl Context {
             drop_log: LogLimiter::new(Duration::from_secs(10)),
             guard,
             reject_log: RejectTally::new(Duration::from_secs(60)),
+            holds: holds::Holds::default(),
             metrics,
             disconnect_wake: tokio::sync::Notify::new(),
         })
@@ -409,5 +416,6 @@ async fn sweep_guard(ctx: Arc<Context>, mut stopped: watch::Receiver<bool>) {
         ctx.guard
             .sweep(&settings.lockout, &ctx.metrics, ctx.clock.now());
         ctx.reject_log.flush_due(Instant::now());
+        ctx.holds.sweep(ctx.clock.now());
     }
 }

@@ -403,3 +403,58 @@ async fn proxies_get_status_server_on_both_ports_and_their_proxy_states_back() {
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_racing_ahead_of_their_accounting_still_respect_user_limit() {
+    // 49 refusals would pause the NAS at its default budget of 30.
+    let h = std::sync::Arc::new(
+        Harness::start(
+            "[lockout]\nclient_max_failures = 1000\n[accounting]\nlogin_hold_seconds = 60\n",
+        )
+        .await,
+    );
+    token(&h, "12345", 600, Some(1));
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let h = h.clone();
+            tokio::spawn(async move {
+                let mac = format!("02-00-00-00-02-{i:02x}");
+                let r = ask(h.auth, pap("12345", "12345", Some(&mac)))
+                    .await
+                    .unwrap();
+                (r.code, mac)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (code, mac) = t.await.unwrap();
+        if code == Code::AccessAccept {
+            winners.push(mac);
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    // The winner's NAS never starts accounting: the place is free again after the
+    // hold, not before.
+    h.clock.set(t0() + Duration::seconds(59));
+    let r = ask(h.auth, pap("12345", "12345", Some("02-00-00-00-03-01")))
+        .await
+        .unwrap();
+    assert_eq!(r.code, Code::AccessReject, "{}", r.reply_message());
+    h.clock.set(t0() + Duration::seconds(60));
+    let r = ask(h.auth, pap("12345", "12345", Some("02-00-00-00-03-01")))
+        .await
+        .unwrap();
+    assert_eq!(r.code, Code::AccessAccept, "{}", r.reply_message());
+    // Its accounting starts: the session holds the place from now on.
+    account(
+        &h,
+        acct(START, "s9", "12345", "02-00-00-00-03-01", Some(0), None),
+    )
+    .await;
+    h.clock.set(t0() + Duration::seconds(200));
+    let r = ask(h.auth, pap("12345", "12345", Some("02-00-00-00-03-02")))
+        .await
+        .unwrap();
+    assert_eq!(r.code, Code::AccessReject, "{}", r.reply_message());
+}

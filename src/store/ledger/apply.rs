@@ -46,56 +46,74 @@ pub(in crate::store) fn apply(conn: &Connection, r: &AcctRecord) -> rusqlite::Re
     let reported = r.session_time.map(i64::from);
     let event = at - i64::from(r.delay) * 1000;
     let began = event - reported.unwrap_or(0) * 1000;
-    let latest: Option<(i64, i64, Option<i64>, Option<String>)> = conn
+    let latest = conn
         .prepare_cached(
-            "SELECT id, updated_at, stopped_at, closed_by FROM sessions WHERE nas = ?1 AND acct_session_id = ?2 \
+            "SELECT id, updated_at, stopped_at, closed_by, token_id FROM sessions WHERE nas = ?1 AND acct_session_id = ?2 \
              ORDER BY id DESC LIMIT 1",
         )?
         .query_row(params![r.nas, r.acct_session_id], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            Ok(Latest {
+                id: row.get(0)?,
+                updated: row.get(1)?,
+                stopped: row.get(2)?,
+                closed_by: row.get(3)?,
+                token: row.get(4)?,
+            })
         })
         .optional()?;
     let stop = r.status == AcctStatus::Stop;
-    match latest {
-        // Open, and this is not a new Start: the same session goes on.
-        Some((id, updated, None, _))
-            if !(r.status == AcctStatus::Start && began > updated + SLACK_MS) =>
-        {
-            update_live(conn, id, reported, at, stop, r)
-        }
+    let Some(last) = latest else {
+        return insert(conn, r, token_id, reported, at, began);
+    };
+    match last.stopped {
         // Open, and a Start that began after its last update: the NAS used the id
         // again without a Stop for the first (lost). The first ends where it was.
-        Some((id, _, None, _)) => {
+        None if r.status == AcctStatus::Start && began > last.updated + SLACK_MS => {
             conn.prepare_cached(
                 "UPDATE sessions SET stopped_at = updated_at, closed_by = 'replaced' WHERE id = ?1",
             )?
-            .execute(params![id])?;
+            .execute(params![last.id])?;
             insert(conn, r, token_id, reported, at, began)
         }
+        // Open: the same session goes on.
+        None => update_live(conn, &last, reported, at, stop, r),
         // Closed, and this record began after the close: a new session.
-        Some((_, _, Some(stopped), _)) if began >= stopped - SLACK_MS => {
+        Some(stopped) if began >= stopped - SLACK_MS => {
             insert(conn, r, token_id, reported, at, began)
         }
         // Closed only because it went quiet (the NAS was unreachable and reports
         // again): the session is live again.
-        Some((id, _, Some(_), Some(closed_by))) if closed_by == "stale" => {
-            update_live(conn, id, reported, at, stop, r)
+        Some(_) if last.closed_by.as_deref() == Some("stale") => {
+            update_live(conn, &last, reported, at, stop, r)
         }
         // A late or repeated record of a closed session: it may only raise the count.
-        Some((id, _, Some(_), _)) => {
+        Some(_) => {
             conn.prepare_cached(
                 "UPDATE sessions SET session_time = max(session_time, COALESCE(?2, session_time)) WHERE id = ?1",
             )?
-            .execute(params![id, reported])?;
-            Ok(AcctOutcome::Recorded { session: id })
+            .execute(params![last.id, reported])?;
+            Ok(AcctOutcome::Recorded {
+                session: last.id,
+                token: last.token,
+            })
         }
-        None => insert(conn, r, token_id, reported, at, began),
     }
+}
+
+/// The last session of a NAS's Acct-Session-Id.
+struct Latest {
+    id: i64,
+    /// Last accounting update (ms).
+    updated: i64,
+    /// When it was closed (ms), if it was.
+    stopped: Option<i64>,
+    closed_by: Option<String>,
+    token: i64,
 }
 
 fn update_live(
     conn: &Connection,
-    id: i64,
+    last: &Latest,
     reported: Option<i64>,
     at: i64,
     stop: bool,
@@ -107,7 +125,7 @@ fn update_live(
          mac = COALESCE(mac, ?8) WHERE id = ?1",
     )?
     .execute(params![
-        id,
+        last.id,
         reported,
         at,
         stop.then_some(at),
@@ -116,7 +134,10 @@ fn update_live(
         r.nas_address,
         r.mac.map(|m| m.to_string()),
     ])?;
-    Ok(AcctOutcome::Recorded { session: id })
+    Ok(AcctOutcome::Recorded {
+        session: last.id,
+        token: last.token,
+    })
 }
 
 fn insert(
@@ -151,6 +172,7 @@ fn insert(
     ])?;
     Ok(AcctOutcome::Recorded {
         session: conn.last_insert_rowid(),
+        token: token_id,
     })
 }
 

@@ -112,8 +112,8 @@ pub struct AcctRecord {
 /// What a record did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AcctOutcome {
-    /// The session (row id) was created or updated.
-    Recorded { session: i64 },
+    /// The session (row id) of the token was created or updated.
+    Recorded { session: i64, token: i64 },
     /// Accounting-On/Off closed this many open sessions of the NAS.
     NasSessionsClosed(usize),
     /// Kept with the unmatched records (`reason`: malformed, unknown_status,
