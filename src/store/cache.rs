@@ -16,7 +16,7 @@
 //! datagram arrived is in it. A batch of datagrams received together, or requests on
 //! several threads waiting at once, share one probe.
 
-use super::tokens::Facts;
+use super::facts::Facts;
 use super::{Store, StoreError};
 use rusqlite::Connection;
 // foldhash, seeded per process: these maps are keyed by what senders choose.

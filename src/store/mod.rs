@@ -9,6 +9,7 @@
 
 mod cache;
 mod disconnects;
+mod facts;
 mod ledger;
 mod lockouts;
 mod logins;
@@ -18,13 +19,13 @@ mod tokens;
 
 pub use cache::ReadPoint;
 pub use disconnects::DisconnectRow;
+pub use facts::{BindOutcome, SharedToken};
 pub use ledger::{
     AcctOutcome, AcctRecord, AcctStatus, LedgerError, LedgerWriter, OpenToken, SessionRow,
     TokenRef, UnmatchedRow,
 };
 pub use lockouts::{LockScope, LockoutRow};
 pub use people::VisitorTokenSettings;
-pub use tokens::{BindOutcome, SharedToken};
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};

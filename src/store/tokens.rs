@@ -1,22 +1,12 @@
-//! Access tokens, their device bindings and the usage a login needs.
+//! Access tokens: created (one code, one owner), listed, read, revoked, deleted;
+//! what a login reads of them is `facts.rs`.
 
-use super::{ReadPoint, Store, StoreError, ms};
-use crate::model::{AccessToken, Mac, NewAccessToken, TokenOwner, TokenUsage, mask_code};
+use super::{Store, StoreError, ms};
+use crate::model::{AccessToken, Mac, NewAccessToken, mask_code};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
-/// Result of [`Store::bind_device`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BindOutcome {
-    /// The device is now bound.
-    Bound,
-    /// It already was (a second login, or a racing request from the same device).
-    AlreadyBound,
-    /// The token already has `device_limit` devices; nothing was written.
-    LimitReached,
-}
-
-const TOKEN_COLUMNS: &str = "id, business_id, access_code, minutes_included, description, valid_from, valid_to, \
+pub(super) const TOKEN_COLUMNS: &str = "id, business_id, access_code, minutes_included, description, valid_from, valid_to, \
      user_limit, device_limit, mac_address, booking_guid, visitor_guid, created_at, revoked_at, customer_id, uid";
 
 fn time(id: i64, field: &'static str, v: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -43,7 +33,7 @@ fn count(id: i64, field: &'static str, v: Option<i64>) -> Result<Option<u32>, St
 
 /// Raw column values, converted outside rusqlite's row closure so conversion errors
 /// carry the token id and field.
-struct TokenRow {
+pub(super) struct TokenRow {
     id: i64,
     business_id: i64,
     access_code: String,
@@ -63,7 +53,7 @@ struct TokenRow {
 }
 
 impl TokenRow {
-    fn read(r: &Row<'_>) -> rusqlite::Result<Self> {
+    pub(super) fn read(r: &Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
             id: r.get(0)?,
             business_id: r.get(1)?,
@@ -84,7 +74,7 @@ impl TokenRow {
         })
     }
 
-    fn into_token(self) -> Result<AccessToken, StoreError> {
+    pub(super) fn into_token(self) -> Result<AccessToken, StoreError> {
         let id = self.id;
         let mac_address = self
             .mac_address
@@ -323,134 +313,6 @@ impl Store {
             Ok((tokens, total as u64))
         })
     }
-
-    /// Everything a login decision needs: the token with this code in the client's
-    /// business, its owner and its usage. `device` is excluded from the count of open
-    /// sessions (a device re-logging in does not compete with itself).
-    ///
-    /// Served from memory while the database is unchanged (SQLite's `data_version`,
-    /// which moves with every commit of any other connection or process: an admin's
-    /// `token revoke` is seen by the very next request). `point` is when the request
-    /// arrived ([`Store::read_point`]): everything committed before it is seen.
-    pub fn login_facts(
-        &self,
-        point: ReadPoint,
-        business_id: i64,
-        code: &str,
-        device: Option<Mac>,
-        now: DateTime<Utc>,
-        stale_before: DateTime<Utc>,
-    ) -> Result<Option<(SharedToken, TokenOwner, TokenUsage)>, StoreError> {
-        let version = self.facts_cache.version_after(point, self)?;
-        let facts = match self.facts_cache.get(version, business_id, code) {
-            Some(hit) => hit,
-            None => {
-                let sql = format!(
-                    "SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE business_id = ?1 AND access_code = ?2"
-                );
-                let read = self
-                    .facts(&sql, params![business_id, code])?
-                    .map(std::sync::Arc::new);
-                self.facts_cache
-                    .put(version, business_id, code, read.clone());
-                read
-            }
-        };
-        Ok(facts.map(|f| {
-            let (owner, usage) = (f.1, f.2.at(device, now, stale_before));
-            (SharedToken(f), owner, usage)
-        }))
-    }
-
-    /// The same by token id, read from the database (the reaper's check of open
-    /// sessions).
-    pub fn token_facts(
-        &self,
-        token_id: i64,
-        device: Option<Mac>,
-        now: DateTime<Utc>,
-        stale_before: DateTime<Utc>,
-    ) -> Result<Option<(AccessToken, TokenOwner, TokenUsage)>, StoreError> {
-        let sql = format!("SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE id = ?1");
-        Ok(self
-            .facts(&sql, params![token_id])?
-            .map(|(t, o, u)| (t, o, u.at(device, now, stale_before))))
-    }
-
-    /// The token selected by `sql`, its owner and raw usage, in one read transaction.
-    fn facts(&self, sql: &str, key: &[&dyn rusqlite::ToSql]) -> Result<Option<Facts>, StoreError> {
-        self.with_conn(|conn| {
-            let tx = conn.transaction().map_err(|e| self.sql(e))?;
-            let row = tx
-                .prepare_cached(sql)
-                .and_then(|mut s| s.query_row(key, TokenRow::read).optional())
-                .map_err(|e| self.sql(e))?;
-            let Some(row) = row else { return Ok(None) };
-            let token = row.into_token()?;
-            let owner = owner_of(&tx, &token).map_err(|e| self.sql(e))?;
-            let usage = raw_usage(&tx, token.id).map_err(|e| self.sql(e))?;
-            Ok(Some((token, owner, usage)))
-        })
-    }
-
-    /// Who owns a token (standalone, a visitor, a customer), for `token explain`.
-    pub fn token_owner(&self, token: &AccessToken) -> Result<TokenOwner, StoreError> {
-        self.with_conn(|conn| owner_of(conn, token).map_err(|e| self.sql(e)))
-    }
-
-    /// The usage of one token, for `token show` and `token explain`.
-    pub fn token_usage(
-        &self,
-        token_id: i64,
-        device: Option<Mac>,
-        now: DateTime<Utc>,
-        stale_before: DateTime<Utc>,
-    ) -> Result<TokenUsage, StoreError> {
-        self.with_conn(|conn| {
-            let tx = conn.transaction().map_err(|e| self.sql(e))?;
-            usage(&tx, token_id, device, now, stale_before).map_err(|e| self.sql(e))
-        })
-    }
-
-    /// Binds `mac` to the token unless `device_limit` distinct devices are already
-    /// bound. Count and insert happen in one `BEGIN IMMEDIATE` transaction, so of
-    /// several devices racing for the last place exactly one wins, across threads and
-    /// processes alike.
-    pub fn bind_device(
-        &self,
-        token_id: i64,
-        mac: Mac,
-        device_limit: Option<u32>,
-        now: DateTime<Utc>,
-    ) -> Result<BindOutcome, StoreError> {
-        self.with_conn(|conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.sql(e))?;
-            let mac_text = mac.to_string();
-            let outcome = {
-                let mut exists = tx
-                    .prepare_cached("SELECT 1 FROM device_bindings WHERE token_id = ?1 AND mac = ?2")
-                    .map_err(|e| self.sql(e))?;
-                if exists.exists(params![token_id, mac_text]).map_err(|e| self.sql(e))? {
-                    BindOutcome::AlreadyBound
-                } else {
-                    let bound: i64 = tx
-                        .prepare_cached("SELECT count(*) FROM device_bindings WHERE token_id = ?1")
-                        .and_then(|mut s| s.query_row(params![token_id], |r| r.get(0)))
-                        .map_err(|e| self.sql(e))?;
-                    if device_limit.is_some_and(|limit| bound >= i64::from(limit)) {
-                        BindOutcome::LimitReached
-                    } else {
-                        tx.prepare_cached("INSERT INTO device_bindings (token_id, mac, bound_at) VALUES (?1, ?2, ?3)")
-                            .and_then(|mut s| s.execute(params![token_id, mac_text, ms(now)]))
-                            .map_err(|e| self.sql(e))?;
-                        BindOutcome::Bound
-                    }
-                }
-            };
-            tx.commit().map_err(|e| self.sql(e))?;
-            Ok(outcome)
-        })
-    }
 }
 
 /// The token with this id, read on `conn`.
@@ -515,137 +377,10 @@ impl From<StoreError> for Fail {
     }
 }
 
-/// The owner of a token, for the login rules.
-pub(super) fn owner_of(conn: &Connection, token: &AccessToken) -> rusqlite::Result<TokenOwner> {
-    if let Some(customer_id) = token.customer_id {
-        let active: Option<bool> = conn
-            .prepare_cached("SELECT active FROM customers WHERE id = ?1")?
-            .query_row(params![customer_id], |r| r.get(0))
-            .optional()?;
-        // A customer row deleted by hand takes its token with it (ON DELETE CASCADE);
-        // should one be missing anyway, the PIN does not log in.
-        return Ok(TokenOwner::Customer {
-            customer_id,
-            active: active.unwrap_or(false),
-        });
-    }
-    if let Some(guid) = &token.visitor_guid {
-        let visitor: Option<(i64, Option<i64>)> = conn
-            .prepare_cached(
-                "SELECT id, arrived_at FROM visitors WHERE guid = ?1 AND business_id = ?2",
-            )?
-            .query_row(params![guid, token.business_id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        if let Some((visitor_id, arrived_at)) = visitor {
-            let arrived_at = arrived_at.map(super::from_ms);
-            return Ok(TokenOwner::Visitor {
-                visitor_id,
-                arrived_at,
-            });
-        }
-    }
-    Ok(TokenOwner::Standalone)
-}
-
-/// Usage at `now`. The live time of open sessions on other devices (from their last
-/// update to `now`, rounded up) is counted too, so devices sharing a budget never get
-/// more than the budget between them.
-///
-/// Open sessions not updated since `stale_before` are ignored: their NAS has gone
-/// quiet, and the reaper is about to close them anyway.
-fn usage(
-    conn: &Connection,
-    token_id: i64,
-    device: Option<Mac>,
-    now: DateTime<Utc>,
-    stale_before: DateTime<Utc>,
-) -> rusqlite::Result<TokenUsage> {
-    Ok(raw_usage(conn, token_id)?.at(device, now, stale_before))
-}
-
-/// What the store holds about a token's use, independent of `now` and of the device
-/// asking, so it can be cached until the database changes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct RawUsage {
-    bound_devices: std::sync::Arc<[Mac]>,
-    used_seconds: u64,
-    /// Open sessions: their device and last update (ms).
-    open: Vec<(Option<Mac>, i64)>,
-}
-
-impl RawUsage {
-    /// The usage as a login from `device` at `now` sees it.
-    pub(super) fn at(
-        &self,
-        device: Option<Mac>,
-        now: DateTime<Utc>,
-        stale_before: DateTime<Utc>,
-    ) -> TokenUsage {
-        let (now, stale_before) = (ms(now), ms(stale_before));
-        let elsewhere = self.open.iter().filter(|(mac, updated)| {
-            *updated >= stale_before && (mac.is_none() || device.is_none() || *mac != device)
-        });
-        let (count, live_ms) = elsewhere.fold((0u32, 0i64), |(n, live), (_, updated)| {
-            (n + 1, live + (now - updated).max(0))
-        });
-        TokenUsage {
-            bound_devices: self.bound_devices.clone(),
-            used_seconds: self.used_seconds,
-            open_sessions_elsewhere: count,
-            live_seconds_elsewhere: u64::try_from(live_ms).unwrap_or(0).div_ceil(1000),
-        }
-    }
-}
-
-fn raw_usage(conn: &Connection, token_id: i64) -> rusqlite::Result<RawUsage> {
-    let bound_devices = conn
-        .prepare_cached(
-            "SELECT mac FROM device_bindings WHERE token_id = ?1 ORDER BY bound_at, mac",
-        )?
-        .query_map(params![token_id], |r| r.get::<_, String>(0))?
-        .filter_map(|m| m.map(|m| m.parse::<Mac>().ok()).transpose())
-        .collect::<rusqlite::Result<Vec<Mac>>>()?;
-    let used_seconds: i64 = conn
-        .prepare_cached("SELECT COALESCE(SUM(session_time), 0) FROM sessions WHERE token_id = ?1")?
-        .query_row(params![token_id], |r| r.get(0))?;
-    let open = conn
-        .prepare_cached(
-            "SELECT mac, updated_at FROM sessions WHERE token_id = ?1 AND stopped_at IS NULL",
-        )?
-        .query_map(params![token_id], |r| {
-            let mac: Option<String> = r.get(0)?;
-            Ok((mac.and_then(|m| m.parse::<Mac>().ok()), r.get::<_, i64>(1)?))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(RawUsage {
-        bound_devices: bound_devices.into(),
-        used_seconds: u64::try_from(used_seconds).unwrap_or(0),
-        open,
-    })
-}
-
-/// A token with its owner and raw usage: what the facts cache keeps.
-pub(super) type Facts = (AccessToken, TokenOwner, RawUsage);
-
-/// A token as a login reads it: shared with the facts cache, not copied per request.
-#[derive(Debug, Clone)]
-pub struct SharedToken(std::sync::Arc<Facts>);
-
-impl std::ops::Deref for SharedToken {
-    type Target = AccessToken;
-
-    fn deref(&self) -> &AccessToken {
-        &self.0.0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
-    use std::sync::Arc;
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap()
@@ -705,99 +440,5 @@ mod tests {
             s.tokens_by_code("22222", None).unwrap().is_empty(),
             "nothing of a failed batch is kept"
         );
-    }
-
-    #[test]
-    fn binding_respects_limit_under_a_race() {
-        let (_d, s) = store();
-        let id = s.create_token(&new("55555"), now()).unwrap();
-        let s = Arc::new(s);
-        let handles: Vec<_> = (0..16u8)
-            .map(|i| {
-                let s = s.clone();
-                std::thread::spawn(move || {
-                    let mac: Mac = format!("02:00:00:00:00:{i:02x}").parse().unwrap();
-                    s.bind_device(id, mac, Some(3), now()).unwrap()
-                })
-            })
-            .collect();
-        let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-        assert_eq!(
-            outcomes
-                .iter()
-                .filter(|o| **o == BindOutcome::Bound)
-                .count(),
-            3
-        );
-        assert_eq!(
-            s.token_usage(id, None, now(), now())
-                .unwrap()
-                .bound_devices
-                .len(),
-            3
-        );
-        let first = s.token_usage(id, None, now(), now()).unwrap().bound_devices[0];
-        assert_eq!(
-            s.bind_device(id, first, Some(3), now()).unwrap(),
-            BindOutcome::AlreadyBound
-        );
-    }
-
-    #[test]
-    fn cached_login_facts_see_every_commit_at_once() {
-        let (dir, server) = store();
-        let admin = Store::open(&dir.path().join("t.db")).unwrap(); // as the CLI would
-        let id = server.create_token(&new("12345"), now()).unwrap();
-        let facts = |s: &Store| {
-            s.login_facts(s.read_point(), 1, "12345", None, now(), now())
-                .unwrap()
-        };
-        assert!(facts(&server).unwrap().0.revoked_at.is_none());
-        assert!(facts(&server).is_some(), "served from the cache");
-        // A commit on another connection (another process) is seen by the next read.
-        admin.revoke_token(id, now()).unwrap();
-        assert!(facts(&server).unwrap().0.revoked_at.is_some());
-        // Unknown codes are cached as unknown until a token with that code appears.
-        assert!(
-            server
-                .login_facts(server.read_point(), 1, "99999", None, now(), now())
-                .unwrap()
-                .is_none()
-        );
-        admin.create_token(&new("99999"), now()).unwrap();
-        assert!(
-            server
-                .login_facts(server.read_point(), 1, "99999", None, now(), now())
-                .unwrap()
-                .is_some()
-        );
-        // The server's own writes (other pooled connections) count too.
-        let mac: Mac = "02:00:00:00:00:01".parse().unwrap();
-        server.bind_device(id, mac, None, now()).unwrap();
-        assert_eq!(*facts(&server).unwrap().2.bound_devices, [mac]);
-    }
-
-    #[test]
-    fn one_data_version_read_serves_the_requests_that_arrived_before_it() {
-        let (dir, server) = store();
-        let admin = Store::open(&dir.path().join("t.db")).unwrap();
-        let id = server.create_token(&new("12345"), now()).unwrap();
-        let revoked = |s: &Store, point| {
-            s.login_facts(point, 1, "12345", None, now(), now())
-                .unwrap()
-                .unwrap()
-                .0
-                .revoked_at
-                .is_some()
-        };
-        // Two requests received in one batch share its point.
-        let batch = server.read_point();
-        assert!(!revoked(&server, batch));
-        admin.revoke_token(id, now()).unwrap();
-        // The second request of that batch arrived before the revoke committed: the
-        // batch's one read serves it (no second read of data_version).
-        assert!(!revoked(&server, batch));
-        // A request that arrives after the commit is answered from a newer read.
-        assert!(revoked(&server, server.read_point()));
     }
 }

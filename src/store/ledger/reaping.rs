@@ -2,7 +2,8 @@
 //! in one pass over the open sessions (the cost is linear in them: one read of each
 //! token and its used time, however many sessions it has open).
 
-use super::super::tokens::{Fail, owner_of, token_in};
+use super::super::facts::owner_of;
+use super::super::tokens::{Fail, token_in};
 use super::super::{Store, StoreError, ms};
 use crate::model::{AccessToken, TokenOwner};
 use chrono::{DateTime, Utc};
