@@ -210,3 +210,78 @@ pub fn printed(output: &str, attribute: &str) -> Option<String> {
         (name == attribute).then(|| value.trim_matches('"').to_string())
     })
 }
+
+/// A program by any of `names`, on PATH or in the sbin folders where daemons live (a
+/// non-root PATH often lacks them).
+fn find_program(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs: Vec<PathBuf> = std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .collect();
+    names
+        .iter()
+        .find_map(|name| dirs.iter().map(|d| d.join(name)).find(|p| p.is_file()))
+}
+
+/// `found`, or under CI (`CI=true`) a failure naming the Debian package to install;
+/// elsewhere a printed note, and the caller skips the part that needs it.
+fn required_peer(found: Option<PathBuf>, program: &str, package: &str) -> Option<PathBuf> {
+    if found.is_none() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{program} not found: install {package} (CI=true makes this a failure)");
+        }
+        eprintln!(
+            "note: {program} not found; skipping the {program} part (apt-get install {package})"
+        );
+    }
+    found
+}
+
+/// The FreeRADIUS server (`freeradius` on Debian, `radiusd` elsewhere), used as a proxy
+/// in front of pinradius. Missing: a failure under CI, a skip with a note elsewhere.
+pub fn freeradius() -> Option<PathBuf> {
+    required_peer(
+        find_program(&["freeradius", "radiusd"]),
+        "freeradius",
+        "freeradius",
+    )
+}
+
+/// radsecproxy, used as a proxy in front of pinradius. Missing: a failure under CI, a
+/// skip with a note elsewhere.
+pub fn radsecproxy() -> Option<PathBuf> {
+    required_peer(find_program(&["radsecproxy"]), "radsecproxy", "radsecproxy")
+}
+
+/// [`radclient_send`] with one try that waits up to `timeout_seconds` for the answer
+/// (a proxy in between, a loaded machine).
+pub fn radclient_send_within(
+    radclient: &Path,
+    to: SocketAddr,
+    kind: &str,
+    attributes: &str,
+    timeout_seconds: u32,
+) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new(radclient)
+        .args(["-x", "-r", "1", "-t", &timeout_seconds.to_string()])
+        .arg(to.to_string())
+        .arg(kind)
+        .arg(SECRET)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(attributes.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!("{}{}", stdout(&out), stderr(&out)),
+    )
+}
