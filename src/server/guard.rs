@@ -16,7 +16,7 @@ use crate::store::{LockScope, LockoutRow, Store, StoreError};
 use chrono::{DateTime, Utc};
 // foldhash, seeded per process: these maps are keyed by what senders choose.
 use foldhash::HashMap;
-use std::fmt::Write as _;
+use std::hash::BuildHasher;
 use std::hash::Hash;
 use std::sync::{Mutex, MutexGuard};
 
@@ -36,6 +36,8 @@ struct Tracked {
     confirmed: Option<i64>,
     /// The start of the current lock was logged and its end not yet.
     announced: bool,
+    /// A NAS's subject text ([`NasLabel`]), made once when the NAS is first seen.
+    label: Option<Box<str>>,
 }
 
 impl Tracked {
@@ -45,8 +47,20 @@ impl Tracked {
             saved: false,
             confirmed: None,
             announced: false,
+            label: None,
         }
     }
+}
+
+/// A NAS as the budgets' map keys it: fixed-size and made without formatting, so the
+/// per-request lookup allocates nothing (hashes of the client's name and of
+/// NAS-Identifier, seeded per process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct NasId {
+    client: u64,
+    source: std::net::IpAddr,
+    nas_ip: Option<std::net::IpAddr>,
+    nas_id: Option<u64>,
 }
 
 /// The subjects of one scope.
@@ -83,28 +97,15 @@ impl<K: Hash + Eq + Clone> Scope<K> {
     }
 }
 
-impl Scope<Box<str>> {
-    /// [`Scope::entry`] by a borrowed key: no allocation for a NAS already known.
-    fn entry_by_str(
-        &mut self,
-        key: &str,
-        rules: &LockoutRules,
-        now: DateTime<Utc>,
-    ) -> &mut Tracked {
-        if self.map.contains_key(key) {
-            return self.map.get_mut(key).expect("present");
-        }
-        self.entry(&key.into(), rules, now)
-    }
-}
-
 #[derive(Debug, Default)]
 struct State {
     devices: Scope<Mac>,
     /// (business, lower-cased email).
     accounts: Scope<(i64, Box<str>)>,
-    /// NAS label (see [`NasLabel`]) -> record.
-    nases: Scope<Box<str>>,
+    nases: Scope<NasId>,
+    /// NAS locks read from the store at start, by subject text, until their NAS is
+    /// seen again.
+    loaded_nases: HashMap<Box<str>, Tracked>,
     server: Option<Tracked>,
 }
 
@@ -159,7 +160,7 @@ pub enum Verdict {
 pub struct Ticket {
     device: Option<Mac>,
     account: Option<(i64, Box<str>)>,
-    nas: Option<String>,
+    nas: Option<NasId>,
     server: bool,
     /// The client, for the rows of locks this attempt starts.
     client: std::sync::Arc<str>,
@@ -176,10 +177,11 @@ impl Ticket {
             accounts,
             nases,
             server,
+            ..
         } = state;
         let device = self.device.and_then(|m| devices.map.get_mut(&m));
         let account = self.account.as_ref().and_then(|k| accounts.map.get_mut(k));
-        let nas = self.nas.as_deref().and_then(|n| nases.map.get_mut(n));
+        let nas = self.nas.and_then(|n| nases.map.get_mut(&n));
         let server = server.as_mut().filter(|_| self.server);
         [
             device.map(|t| (LockScope::Device, t)),
@@ -204,7 +206,8 @@ impl Ticket {
                 .as_ref()
                 .map(|(b, e)| account_subject(*b, e))
                 .unwrap_or_default(),
-            LockScope::Client => self.nas.clone().unwrap_or_default(),
+            // A NAS's text is its record's label (see `settle`).
+            LockScope::Client => String::new(),
             LockScope::Server => "server".to_string(),
         }
     }
@@ -221,6 +224,8 @@ struct Started {
 #[derive(Debug, Default)]
 pub struct Guard {
     state: Mutex<State>,
+    /// Seeds the hashes in [`NasId`].
+    ids: foldhash::fast::RandomState,
 }
 
 /// Minutes from `now` to `until`, rounded up, at least 1 (for Reply-Messages).
@@ -252,6 +257,7 @@ impl Guard {
                 saved: true,
                 confirmed: None,
                 announced: row.locked_until > now,
+                label: None,
             };
             if rules.of(row.scope).expired(&tracked.record, now) {
                 continue;
@@ -270,7 +276,7 @@ impl Guard {
                     }
                 }
                 LockScope::Client => {
-                    state.nases.map.insert(row.subject.into(), tracked);
+                    state.loaded_nases.insert(row.subject.into(), tracked);
                 }
                 LockScope::Server => state.server = Some(tracked),
             }
@@ -295,8 +301,12 @@ impl Guard {
         version: i64,
         now: DateTime<Utc>,
     ) -> Result<Verdict, StoreError> {
-        let mut nas = String::with_capacity(64);
-        let _ = write!(nas, "{}", charge.nas);
+        let nas = NasId {
+            client: self.ids.hash_one(&**charge.nas.client),
+            source: charge.nas.nas.source,
+            nas_ip: charge.nas.nas.nas_ip,
+            nas_id: charge.nas.nas.nas_id.map(|id| self.ids.hash_one(id)),
+        };
         let mut ticket = Ticket {
             device: None,
             account: None,
@@ -361,7 +371,10 @@ impl Guard {
                     t.announced = true;
                     started.push(Started {
                         scope,
-                        subject: ticket.subject(scope),
+                        subject: match &t.label {
+                            Some(label) => label.to_string(),
+                            None => ticket.subject(scope),
+                        },
                         lockouts: t.record.lockouts,
                         until,
                     });
@@ -422,8 +435,9 @@ impl Guard {
                 t,
             );
         }
-        for (nas, t) in state.nases.map.iter_mut() {
-            visit(LockScope::Client, nas, t);
+        for t in state.nases.map.values_mut() {
+            let label = t.label.clone().unwrap_or_default();
+            visit(LockScope::Client, &label, t);
         }
         if let Some(t) = state.server.as_mut() {
             visit(LockScope::Server, &"server", t);
@@ -463,7 +477,7 @@ fn admit_scopes(
     store: &Store,
     rules: &GuardRules,
     charge: &Charge<'_>,
-    nas: String,
+    nas: NasId,
     ticket: &mut Ticket,
     state: &mut State,
     version: i64,
@@ -502,8 +516,18 @@ fn admit_scopes(
         }
         ticket.account = Some(key);
     }
-    let t = state.nases.entry_by_str(&nas, &rules.client, now);
-    let subject = || nas.clone();
+    if !state.nases.map.contains_key(&nas) {
+        // First sight of this NAS (since start): its text, and any lock read at start.
+        let label: Box<str> = charge.nas.to_string().into();
+        let mut t = state
+            .loaded_nases
+            .remove(&label)
+            .unwrap_or_else(|| Tracked::new(now));
+        t.label = Some(label);
+        *state.nases.entry(&nas, &rules.client, now) = t;
+    }
+    let t = state.nases.entry(&nas, &rules.client, now);
+    let subject = || charge.nas.to_string();
     if let Some(refused) = admit_one(
         store,
         &rules.client,
