@@ -79,11 +79,9 @@ impl<K> Default for Scope<K> {
 
 impl<K: Hash + Eq + Clone> Scope<K> {
     /// The record of `key`, created if new (making room if the scope is full).
+    /// One hash lookup while the scope has room (a login's common case).
     fn entry(&mut self, key: &K, rules: &LockoutRules, now: DateTime<Utc>) -> &mut Tracked {
-        if self.map.contains_key(key) {
-            return self.map.get_mut(key).expect("present");
-        }
-        if self.map.len() >= MAX_TRACKED {
+        if self.map.len() >= MAX_TRACKED && !self.map.contains_key(key) {
             self.map.retain(|_, t| !rules.expired(&t.record, now));
             if self.map.len() >= MAX_TRACKED {
                 self.map.retain(|_, t| {
@@ -516,17 +514,15 @@ fn admit_scopes(
         }
         ticket.account = Some(key);
     }
-    if !state.nases.map.contains_key(&nas) {
+    let t = state.nases.entry(&nas, &rules.client, now);
+    if t.label.is_none() {
         // First sight of this NAS (since start): its text, and any lock read at start.
         let label: Box<str> = charge.nas.to_string().into();
-        let mut t = state
-            .loaded_nases
-            .remove(&label)
-            .unwrap_or_else(|| Tracked::new(now));
+        if let Some(loaded) = state.loaded_nases.remove(&label) {
+            *t = loaded;
+        }
         t.label = Some(label);
-        *state.nases.entry(&nas, &rules.client, now) = t;
     }
-    let t = state.nases.entry(&nas, &rules.client, now);
     let subject = || charge.nas.to_string();
     if let Some(refused) = admit_one(
         store,
