@@ -50,6 +50,10 @@ pub enum Command {
     /// Devices locked out after too many failed logins.
     #[command(subcommand)]
     Lockout(LockoutCommand),
+    /// The coworking platform (`[nexudus]`): pull its records now, or show where the
+    /// sync stands.
+    #[command(subcommand)]
+    Sync(SyncCommand),
     /// Load generator and benchmark helpers.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -170,6 +174,22 @@ pub enum LockoutCommand {
         /// The whole server's pause.
         #[arg(long, conflicts_with_all = ["mac"])]
         server: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// One pass: pull the records changed since the last pass (all of them with
+    /// --full, which also removes here what the platform no longer has); prints what
+    /// changed.
+    Run {
+        #[arg(long)]
+        full: bool,
+    },
+    /// Last success, cursor per entity, counts, last error.
+    Status {
+        #[arg(long)]
+        json: bool,
     },
 }
 

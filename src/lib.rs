@@ -12,6 +12,8 @@
 //! - [`store`]: the only SQL: migrations, tokens, device bindings, the sessions ledger.
 //! - [`server`]: UDP loops, client table, retransmit cache, glue between the above.
 //! - [`commands`]: admin operations shared by the CLI and the HTTP API.
+//! - [`platform`]: the coworking platform (Nexudus) as a source of codes: its API
+//!   client and the sync that applies its records to the store.
 //! - [`config`]: the TOML file, validated with errors that name the key.
 //! - [`clock`]: injectable wall-clock time.
 //! - [`model`]: plain data.
@@ -25,6 +27,7 @@ pub mod fuzz;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod platform;
 pub mod policy;
 pub mod protocol;
 pub mod server;

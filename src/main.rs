@@ -5,7 +5,7 @@ use anyhow::{Context as _, Result};
 use clap::Parser;
 use pinradius::cli::{
     BenchCommand, Cli, Command, CreateArgs, CustomerCommand, LockoutCommand, LogFormat,
-    SessionCommand, TokenCommand, VisitorCommand,
+    SessionCommand, SyncCommand, TokenCommand, VisitorCommand,
 };
 use pinradius::clock::SystemClock;
 use pinradius::commands::people::{self, CustomerInput, VisitorInput};
@@ -108,6 +108,28 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(_) => unreachable!("handled before the config is read"),
+        Command::Sync(cmd) => {
+            let store = Arc::new(Store::open(&config.database)?);
+            match cmd {
+                SyncCommand::Status { json } => {
+                    print!("{}", commands::sync::status(&store, json)?);
+                    Ok(())
+                }
+                SyncCommand::Run { full } => {
+                    let Some(nexudus) = &config.nexudus else {
+                        anyhow::bail!(
+                            "{}: no [nexudus] section: there is no platform to sync from",
+                            config.path.display()
+                        );
+                    };
+                    let sync = pinradius::platform::Sync::new(nexudus, store);
+                    for report in sync.run_once(full, chrono::Utc::now())? {
+                        println!("{report}");
+                    }
+                    Ok(())
+                }
+            }
+        }
         Command::Lockout(cmd) => {
             let store = Store::open(&config.database)?;
             let now = chrono::Utc::now();
@@ -396,7 +418,19 @@ fn serve(config: Config) -> Result<()> {
         let http = server
             .http_addr()
             .map_or_else(|| "off".to_string(), |a| a.to_string());
-        tracing::info!(auth = %server.auth_addr()?, acct = %server.acct_addr()?, http = %http, database = %config.database.display(), clients = config.clients.len(), "pinradius listening");
+        // The platform's poller: a thread of its own (blocking HTTP), stopped with the
+        // server.
+        let (stop_sync, sync_stopped) = std::sync::mpsc::channel::<()>();
+        let poller = config.nexudus.as_ref().map(|nexudus| {
+            let mut sync = pinradius::platform::Sync::new(nexudus, server.context().store.clone());
+            sync.metrics = Some(server.context().metrics.clone());
+            let clock = server.context().clock.clone();
+            std::thread::Builder::new()
+                .name("pinradius-sync".into())
+                .spawn(move || pinradius::platform::run_poller(sync, clock, sync_stopped))
+        });
+        let poller = poller.transpose().context("cannot start the platform sync thread")?;
+        tracing::info!(auth = %server.auth_addr()?, acct = %server.acct_addr()?, http = %http, database = %config.database.display(), clients = config.clients.len(), sync = config.nexudus.is_some(), "pinradius listening");
         server
             .run(async move {
                 tokio::select! {
@@ -405,6 +439,11 @@ fn serve(config: Config) -> Result<()> {
                 }
             })
             .await?;
+        drop(stop_sync);
+        if let Some(poller) = poller {
+            // A pass in progress finishes (its HTTP calls time out within a minute).
+            let _ = tokio::task::spawn_blocking(move || poller.join()).await;
+        }
         tracing::info!("stopped");
         Ok(())
     })

@@ -92,6 +92,13 @@ pub struct Metrics {
     pub guard_refusals: Family<ScopeLabel, Counter>,
     /// Accounting records kept as unmatched, by reason.
     pub unmatched: Family<ReasonLabel, Counter>,
+    /// Pulls from the platform, by result (ok, error).
+    pub platform_pulls: Family<ResultLabel, Counter>,
+    /// Platform records by what applying them did (created, updated, unchanged,
+    /// clash, invalid, removed).
+    pub platform_records: Family<ResultLabel, Counter>,
+    /// When the last pull from the platform succeeded (Unix seconds).
+    pub platform_last_success: Gauge,
     /// Retransmits answered from the cache (RFC 5080), by port.
     pub retransmits: Family<PortLabel, Counter>,
     /// From a datagram's arrival to its answer, by port.
@@ -127,6 +134,9 @@ impl Metrics {
         let guard_locked = Family::<ScopeLabel, Gauge>::default();
         let guard_refusals = Family::<ScopeLabel, Counter>::default();
         let unmatched = Family::<ReasonLabel, Counter>::default();
+        let platform_pulls = Family::<ResultLabel, Counter>::default();
+        let platform_records = Family::<ResultLabel, Counter>::default();
+        let platform_last_success = Gauge::default();
         let retransmits = Family::<PortLabel, Counter>::default();
         let latency = Family::<PortLabel, Histogram>::new_with_constructor(
             (|| Histogram::new(LATENCY_BUCKETS)) as fn() -> Histogram,
@@ -173,6 +183,21 @@ impl Metrics {
             unmatched.clone(),
         );
         registry.register(
+            "platform_pulls",
+            "Pulls from the coworking platform, by result",
+            platform_pulls.clone(),
+        );
+        registry.register(
+            "platform_records",
+            "Platform records applied, by what applying them did",
+            platform_records.clone(),
+        );
+        registry.register(
+            "platform_last_success_timestamp_seconds",
+            "When the last pull from the platform succeeded (seconds since the Unix epoch; 0: none yet)",
+            platform_last_success.clone(),
+        );
+        registry.register(
             "retransmits",
             "Retransmitted requests answered from the cache (RFC 5080), by port",
             retransmits.clone(),
@@ -217,6 +242,9 @@ impl Metrics {
             guard_locked,
             guard_refusals,
             unmatched,
+            platform_pulls,
+            platform_records,
+            platform_last_success,
             retransmits,
             latency,
             open_sessions,
@@ -245,6 +273,26 @@ impl Metrics {
                 scope: scope.as_str(),
             })
             .set(n);
+    }
+
+    /// A pull from the platform finished at `now`.
+    pub fn platform_pull(&self, ok: bool, now: chrono::DateTime<chrono::Utc>) {
+        let result = if ok { "ok" } else { "error" };
+        self.platform_pulls
+            .get_or_create(&ResultLabel { result })
+            .inc();
+        if ok {
+            self.platform_last_success.set(now.timestamp());
+        }
+    }
+
+    /// `n` platform records whose applying did `outcome`.
+    pub fn platform_records(&self, outcome: &'static str, n: usize) {
+        if n > 0 {
+            self.platform_records
+                .get_or_create(&ResultLabel { result: outcome })
+                .inc_by(n as u64);
+        }
     }
 
     /// An accounting record kept as unmatched.

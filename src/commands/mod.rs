@@ -4,6 +4,7 @@
 pub mod lockouts;
 pub mod people;
 pub mod sessions;
+pub mod sync;
 pub mod tokens;
 
 use crate::store::StoreError;

@@ -7,6 +7,7 @@ mod clients;
 mod disconnect;
 mod http;
 mod lockout;
+mod nexudus;
 mod reply;
 mod server;
 mod visitors;
@@ -18,6 +19,7 @@ pub use clients::{
 pub use disconnect::{DisconnectSection, DisconnectSettings};
 pub use http::{ApiKey, ApiKeySection, HttpConfig, HttpSection, Role};
 pub use lockout::LockoutSection;
+pub use nexudus::{NexudusConfig, NexudusSection};
 pub use reply::ReplySection;
 pub use server::ServerSection;
 pub use visitors::{CustomerSettings, VisitorSettings};
@@ -102,6 +104,8 @@ pub struct RawConfig {
     pub http: Option<HttpSection>,
     #[serde(default)]
     pub disconnect: DisconnectSection,
+    /// The platform to sync from; none: no sync.
+    pub nexudus: Option<NexudusSection>,
 }
 
 /// The validated configuration.
@@ -129,6 +133,8 @@ pub struct Config {
     /// The HTTP API and metrics listener, when `[http]` is present.
     pub http: Option<HttpConfig>,
     pub disconnect: DisconnectSettings,
+    /// The platform to sync from, when `[nexudus]` is configured.
+    pub nexudus: Option<NexudusConfig>,
 }
 
 fn parse_listen(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -210,6 +216,11 @@ impl Config {
         let lockout = raw.lockout.rules()?;
         let http = raw.http.as_ref().map(validate_http).transpose()?;
         let disconnect = raw.disconnect.validate()?;
+        let nexudus = raw
+            .nexudus
+            .as_ref()
+            .map(|n| n.validate(&resolve))
+            .transpose()?;
 
         Ok(Config {
             path: path.to_path_buf(),
@@ -228,6 +239,7 @@ impl Config {
             lockout,
             http,
             disconnect,
+            nexudus,
         })
     }
 

@@ -14,6 +14,7 @@ mod ledger;
 mod lockouts;
 mod logins;
 mod people;
+mod platform;
 mod schema;
 mod tokens;
 
@@ -26,6 +27,7 @@ pub use ledger::{
 };
 pub use lockouts::{LockScope, LockoutRow};
 pub use people::VisitorTokenSettings;
+pub use platform::{Applied, SyncPass, SyncRow};
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};

@@ -232,6 +232,34 @@ CREATE TABLE unmatched_accounting (
 ) STRICT;
 "#;
 
+/// The platform (issue 14): which local record each platform record became
+/// (`platform_links`: one code, one owner still holds; a platform record is changed
+/// by the platform), and where each entity's pull stands (`platform_sync`).
+const V8: &str = r#"
+CREATE TABLE platform_links (
+    entity      TEXT    NOT NULL CHECK (entity IN ('accesstokens', 'coworkers', 'visitors')),
+    platform_id INTEGER NOT NULL,
+    business_id INTEGER NOT NULL,
+    token_id    INTEGER REFERENCES access_tokens(id) ON DELETE SET NULL,
+    updated_on  INTEGER NOT NULL,
+    linked_at   INTEGER NOT NULL,
+    PRIMARY KEY (entity, platform_id)
+) STRICT;
+CREATE UNIQUE INDEX platform_links_by_token ON platform_links (token_id) WHERE token_id IS NOT NULL;
+
+CREATE TABLE platform_sync (
+    entity        TEXT    PRIMARY KEY,
+    cursor        INTEGER,
+    last_success  INTEGER,
+    last_full     INTEGER,
+    last_error    TEXT,
+    last_error_at INTEGER,
+    applied       INTEGER NOT NULL DEFAULT 0,
+    clashes       INTEGER NOT NULL DEFAULT 0,
+    removed       INTEGER NOT NULL DEFAULT 0
+) STRICT;
+"#;
+
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(V1),
@@ -241,6 +269,7 @@ fn migrations() -> Migrations<'static> {
         M::up(V5),
         M::up(V6),
         M::up(V7),
+        M::up(V8),
     ])
 }
 

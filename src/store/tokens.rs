@@ -117,6 +117,26 @@ impl Store {
     }
 }
 
+/// The columns a token is written with, in this order: business_id, access_code,
+/// minutes_included, description, valid_from, valid_to, user_limit, device_limit,
+/// mac_address, booking_guid, visitor_guid (shared by insert and update).
+pub(super) fn token_fields(t: &NewAccessToken) -> [rusqlite::types::Value; 11] {
+    use rusqlite::types::Value;
+    [
+        Value::from(t.business_id),
+        Value::from(t.access_code.clone()),
+        Value::from(t.minutes_included),
+        Value::from(t.description.clone()),
+        Value::from(t.valid_from.map(ms)),
+        Value::from(t.valid_to.map(ms)),
+        Value::from(t.user_limit),
+        Value::from(t.device_limit),
+        Value::from(t.mac_address.map(|m| m.to_string())),
+        Value::from(t.booking_guid.clone()),
+        Value::from(t.visitor_guid.clone()),
+    ]
+}
+
 pub(super) fn insert_token(
     conn: &Connection,
     t: &NewAccessToken,
@@ -128,21 +148,13 @@ pub(super) fn insert_token(
          user_limit, device_limit, mac_address, booking_guid, visitor_guid, created_at, customer_id, uid) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, lower(hex(randomblob(16))))",
     )?;
-    stmt.execute(params![
-        t.business_id,
-        t.access_code,
-        t.minutes_included,
-        t.description,
-        t.valid_from.map(ms),
-        t.valid_to.map(ms),
-        t.user_limit,
-        t.device_limit,
-        t.mac_address.map(|m| m.to_string()),
-        t.booking_guid,
-        t.visitor_guid,
-        ms(now),
-        customer_id,
-    ])?;
+    let extra = [
+        rusqlite::types::Value::from(ms(now)),
+        rusqlite::types::Value::from(customer_id),
+    ];
+    stmt.execute(rusqlite::params_from_iter(
+        token_fields(t).into_iter().chain(extra),
+    ))?;
     Ok(conn.last_insert_rowid())
 }
 

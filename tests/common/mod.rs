@@ -41,6 +41,28 @@ pub fn cli(config: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `token create` in business 1; panics with the CLI's error if it fails.
+pub fn create_token(config: &Path, code: &str, minutes: u32) {
+    let out = cli(
+        config,
+        &[
+            "token",
+            "create",
+            "--business-id",
+            "1",
+            "--code",
+            code,
+            "--minutes",
+            &minutes.to_string(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "token create {code}: {}",
+        stderr(&out)
+    );
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -284,4 +306,10 @@ pub fn radclient_send_within(
         out.status.success(),
         format!("{}{}", stdout(&out), stderr(&out)),
     )
+}
+
+/// The openssl command line, which makes the test CA and certificates for the RadSec
+/// tests. Missing: a failure under CI, a skip with a note elsewhere.
+pub fn openssl() -> Option<PathBuf> {
+    required_peer(find_program(&["openssl"]), "openssl", "openssl")
 }

@@ -1,0 +1,359 @@
+//! The platform sync (issue 14) against a fake platform: an HTTP server on 127.0.0.1
+//! that speaks the shapes of PLATFORM.md (form-encoded `POST /api/token`, bearer
+//! tokens that expire, paged lists ordered by `UpdatedOn` with the
+//! `{Entity}_{Field}` and `from_{Entity}_{Field}` filters, records by id), driven
+//! through the real binary (`sync run`, `sync status`, `serve`).
+
+mod common;
+
+use axum::Router;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use common::{cli, create_token, serve, stderr, stdout, write_config};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+const USERNAME: &str = "wifi-sync@example.com";
+const PASSWORD: &str = "p@ss word&=1";
+
+/// The fake platform's state.
+#[derive(Default)]
+struct Platform {
+    /// Access token records by Id.
+    tokens: BTreeMap<i64, Value>,
+    /// Bearer tokens issued, with the calls each has left (then 401).
+    bearer: HashMap<String, u32>,
+    /// Calls a bearer token is good for.
+    bearer_calls: u32,
+    token_requests: u32,
+    /// Answer 503 to everything.
+    down: bool,
+    /// Seconds since the epoch of the next UpdatedOn.
+    clock: i64,
+}
+
+type Shared = Arc<Mutex<Platform>>;
+
+impl Platform {
+    fn put_token(&mut self, id: i64, code: &str, minutes: u32) {
+        self.clock += 1;
+        let updated = chrono::DateTime::from_timestamp(1_764_500_000 + self.clock, 0)
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string();
+        self.tokens.insert(
+            id,
+            json!({
+                "Id": id, "UniqueId": format!("00000000-0000-0000-0000-{id:012}"),
+                "CreatedOn": updated, "UpdatedOn": updated, "BusinessId": 1,
+                "AccessCode": code, "MinutesIncluded": minutes, "Description": "from the platform",
+                "ValidFrom": null, "ValidTo": null, "UserLimit": null, "MacAddress": null,
+                "BookingGuid": null, "VisitorGuid": null, "MinutesLeft": minutes, "LastAccess": null
+            }),
+        );
+    }
+}
+
+/// A JSON answer.
+fn json_response(v: Value) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+/// `a=b&c=d`, percent-decoded (`+` is a space).
+fn form(body: &str) -> HashMap<String, String> {
+    let decode = |s: &str| {
+        let bytes = s.replace('+', " ").into_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' && i + 2 < bytes.len() {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).unwrap()
+    };
+    body.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+async fn token(State(p): State<Shared>, headers: HeaderMap, body: String) -> Response {
+    let mut p = p.lock().unwrap();
+    if p.down {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    p.token_requests += 1;
+    let form_encoded = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !form_encoded {
+        return (StatusCode::BAD_REQUEST, "form-encoded only").into_response();
+    }
+    let f = form(&body);
+    if f.get("grant_type").map(String::as_str) != Some("password")
+        || f.get("username").map(String::as_str) != Some(USERNAME)
+        || f.get("password").map(String::as_str) != Some(PASSWORD)
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            json!({"error": "invalid_grant"}).to_string(),
+        )
+            .into_response();
+    }
+    let bearer = format!("bearer-{}", p.token_requests);
+    let calls = if p.bearer_calls == 0 {
+        u32::MAX
+    } else {
+        p.bearer_calls
+    };
+    p.bearer.insert(bearer.clone(), calls);
+    json_response(
+        json!({"access_token": bearer, "token_type": "bearer", "expires_in": 604799, "refresh_token": "r"}),
+    )
+}
+
+/// Checks the bearer token (and uses one of its calls).
+fn authorized(p: &mut Platform, headers: &HeaderMap) -> Result<(), StatusCode> {
+    if p.down {
+        return Err(StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_string();
+    match p.bearer.get_mut(&bearer) {
+        Some(left) if *left > 0 => {
+            *left -= 1;
+            Ok(())
+        }
+        _ => Err(StatusCode::UNAUTHORIZED),
+    }
+}
+
+async fn list_tokens(
+    State(p): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut p = p.lock().unwrap();
+    if let Err(status) = authorized(&mut p, &headers) {
+        return status.into_response();
+    }
+    let page: usize = q.get("page").and_then(|v| v.parse().ok()).unwrap_or(1);
+    let size: usize = q.get("size").and_then(|v| v.parse().ok()).unwrap_or(25);
+    assert_eq!(q.get("orderBy").map(String::as_str), Some("UpdatedOn"));
+    let business: Option<i64> = q.get("AccessToken_BusinessId").and_then(|v| v.parse().ok());
+    let from = q.get("from_AccessToken_UpdatedOn").cloned();
+    let mut records: Vec<&Value> = p
+        .tokens
+        .values()
+        .filter(|t| business.is_none_or(|b| t["BusinessId"] == b))
+        .filter(|t| {
+            from.as_ref()
+                .is_none_or(|f| t["UpdatedOn"].as_str().unwrap() >= &f[..19])
+        })
+        .collect();
+    records.sort_by_key(|t| {
+        (
+            t["UpdatedOn"].as_str().unwrap().to_string(),
+            t["Id"].as_i64(),
+        )
+    });
+    let total = records.len();
+    let pages = total.div_ceil(size).max(1);
+    let slice: Vec<&Value> = records
+        .into_iter()
+        .skip((page - 1) * size)
+        .take(size)
+        .collect();
+    json_response(json!({
+        "Records": slice, "CurrentPage": page, "CurrentPageSize": slice.len(), "PageNumber": page,
+        "PageSize": size, "TotalItems": total, "TotalPages": pages, "HasNextPage": page < pages,
+        "HasPreviousPage": page > 1, "FirstItem": (page - 1) * size + 1, "LastItem": (page - 1) * size + slice.len()
+    }))
+}
+
+async fn get_token(
+    State(p): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<i64>,
+) -> Response {
+    let mut p = p.lock().unwrap();
+    if let Err(status) = authorized(&mut p, &headers) {
+        return status.into_response();
+    }
+    match p.tokens.get(&id) {
+        Some(t) => json_response(t.clone()),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// The fake platform on 127.0.0.1, served from a thread of its own until the test
+/// ends.
+fn start_platform() -> (SocketAddr, Shared) {
+    let state: Shared = Arc::default();
+    let app = Router::new()
+        .route("/api/token", post(token))
+        .route("/api/spaces/accesstokens", get(list_tokens))
+        .route("/api/spaces/accesstokens/{id}", get(get_token))
+        .with_state(state.clone());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (addr, state)
+}
+
+fn config(dir: &Path, platform: SocketAddr, extra: &str) -> std::path::PathBuf {
+    write_config(
+        dir,
+        &format!(
+            "[nexudus]\nbase_url = \"http://{platform}\"\nusername = \"{USERNAME}\"\npassword = \"{PASSWORD}\"\n\
+             business_ids = [1]\npoll_seconds = 10\n{extra}"
+        ),
+    )
+}
+
+fn sync(config: &Path, args: &[&str]) -> String {
+    let out = cli(config, &[&["sync"], args].concat());
+    assert!(out.status.success(), "sync {args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+#[test]
+fn tokens_created_changed_and_deleted_at_the_platform_follow_here() {
+    let (addr, platform) = start_platform();
+    platform.lock().unwrap().put_token(101, "48213", 60);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), addr, "");
+    assert!(sync(&config, &["run"]).contains("accesstokens: 1 created, 0 updated"));
+    let shown = stdout(&cli(&config, &["token", "show", "48213"]));
+    assert!(shown.contains("minutes_included: 60"), "{shown}");
+    // Neither dates nor UserLimit: one device, as the platform's help says.
+    assert!(shown.contains("device_limit:     1"), "{shown}");
+    // Unchanged records change nothing; a change is applied.
+    assert!(sync(&config, &["run"]).contains("0 created, 0 updated, 1 unchanged"));
+    platform.lock().unwrap().put_token(101, "48213", 90);
+    assert!(sync(&config, &["run"]).contains("0 created, 1 updated"));
+    assert!(stdout(&cli(&config, &["token", "show", "48213"])).contains("minutes_included: 90"));
+    // Deleted at the platform: an incremental pass cannot know; a full one removes it.
+    platform.lock().unwrap().tokens.remove(&101);
+    assert!(sync(&config, &["run"]).contains("0 removed"));
+    assert!(
+        sync(&config, &["run", "--full"])
+            .contains("(full): 0 created, 0 updated, 0 unchanged, 1 removed")
+    );
+    assert!(!cli(&config, &["token", "show", "48213"]).status.success());
+    let status = sync(&config, &["status", "--json"]);
+    let rows: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(rows[0]["entity"], "accesstokens");
+    assert_eq!(rows[0]["removed"], 1);
+    assert!(rows[0]["last_full"].is_string(), "{status}");
+}
+
+#[test]
+fn a_code_that_is_taken_here_is_a_clash_and_nothing_is_overwritten() {
+    let (addr, platform) = start_platform();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), addr, "");
+    create_token(&config, "55555", 30);
+    platform.lock().unwrap().put_token(7, "55555", 600);
+    assert!(sync(&config, &["run"]).contains("1 clash(es)"));
+    assert!(stdout(&cli(&config, &["token", "show", "55555"])).contains("minutes_included: 30"));
+    assert!(sync(&config, &["status"]).contains("clashes 1"));
+}
+
+#[test]
+fn paging_over_2500_records_and_the_bearer_token_expiring_mid_sync() {
+    let (addr, platform) = start_platform();
+    {
+        let mut p = platform.lock().unwrap();
+        for n in 0..2_500 {
+            p.put_token(1_000 + n, &format!("{:05}", 10_000 + n), 60);
+        }
+        // Each bearer token is good for two calls: the pass must renew it mid-way.
+        p.bearer_calls = 2;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), addr, "");
+    assert!(sync(&config, &["run"]).contains("accesstokens: 2500 created"));
+    assert!(platform.lock().unwrap().token_requests >= 2);
+    assert!(cli(&config, &["token", "show", "12499"]).status.success());
+}
+
+#[test]
+fn the_platform_down_or_refusing_the_login_is_an_error_and_logins_go_on() {
+    let (addr, platform) = start_platform();
+    platform.lock().unwrap().put_token(101, "48213", 60);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), addr, "");
+    sync(&config, &["run"]);
+    platform.lock().unwrap().down = true;
+    let out = cli(&config, &["sync", "run"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("http://{addr}")) || stderr(&out).contains("503"),
+        "{}",
+        stderr(&out)
+    );
+    let status = sync(&config, &["status"]);
+    assert!(status.contains("last error at"), "{status}");
+    // The server starts and answers from the local store while the platform is down.
+    let server = serve(&config);
+    server.wait_for_log("platform sync failed");
+    assert!(cli(&config, &["token", "show", "48213"]).status.success());
+    drop(server);
+    // A wrong password is refused with the user named, the password never shown.
+    platform.lock().unwrap().down = false;
+    let bad = write_config(
+        dir.path(),
+        &format!(
+            "[nexudus]\nbase_url = \"http://{addr}\"\nusername = \"{USERNAME}\"\npassword = \"wrong-password\"\nbusiness_ids = [1]\n"
+        ),
+    );
+    let out = cli(&bad, &["sync", "run"]);
+    let e = stderr(&out);
+    assert!(
+        !out.status.success() && e.contains(USERNAME) && !e.contains("wrong-password"),
+        "{e}"
+    );
+}
+
+#[test]
+fn serve_pulls_at_start() {
+    let (addr, platform) = start_platform();
+    platform.lock().unwrap().put_token(101, "48213", 60);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), addr, "");
+    let server = serve(&config);
+    server.wait_for_log("platform sync: accesstokens (full): 1 created");
+    drop(server);
+    assert!(cli(&config, &["token", "show", "48213"]).status.success());
+}
