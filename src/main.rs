@@ -116,13 +116,12 @@ fn run(cli: Cli) -> Result<()> {
                     Ok(())
                 }
                 SyncCommand::Run { full } => {
-                    let Some(nexudus) = &config.nexudus else {
+                    let Some(sync) = pinradius::platform::Sync::new(&config, store) else {
                         anyhow::bail!(
                             "{}: no [nexudus] section: there is no platform to sync from",
                             config.path.display()
                         );
                     };
-                    let sync = pinradius::platform::Sync::new(nexudus, store);
                     for report in sync.run_once(full, chrono::Utc::now())? {
                         println!("{report}");
                     }
@@ -421,8 +420,7 @@ fn serve(config: Config) -> Result<()> {
         // The platform's poller: a thread of its own (blocking HTTP), stopped with the
         // server.
         let (stop_sync, sync_stopped) = std::sync::mpsc::channel::<()>();
-        let poller = config.nexudus.as_ref().map(|nexudus| {
-            let mut sync = pinradius::platform::Sync::new(nexudus, server.context().store.clone());
+        let poller = pinradius::platform::Sync::new(&config, server.context().store.clone()).map(|mut sync| {
             sync.metrics = Some(server.context().metrics.clone());
             let clock = server.context().clock.clone();
             std::thread::Builder::new()

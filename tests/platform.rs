@@ -26,6 +26,9 @@ const PASSWORD: &str = "p@ss word&=1";
 struct Platform {
     /// Access token records by Id.
     tokens: BTreeMap<i64, Value>,
+    /// Coworker (member) and visitor records by Id.
+    coworkers: BTreeMap<i64, Value>,
+    visitors: BTreeMap<i64, Value>,
     /// Bearer tokens issued, with the calls each has left (then 401).
     bearer: HashMap<String, u32>,
     /// Calls a bearer token is good for.
@@ -40,12 +43,51 @@ struct Platform {
 type Shared = Arc<Mutex<Platform>>;
 
 impl Platform {
-    fn put_token(&mut self, id: i64, code: &str, minutes: u32) {
+    /// The next UpdatedOn (no zone, as the platform often writes it).
+    fn tick(&mut self) -> String {
         self.clock += 1;
-        let updated = chrono::DateTime::from_timestamp(1_764_500_000 + self.clock, 0)
+        chrono::DateTime::from_timestamp(1_764_500_000 + self.clock, 0)
             .unwrap()
             .format("%Y-%m-%dT%H:%M:%S")
-            .to_string();
+            .to_string()
+    }
+
+    fn put_member(&mut self, id: i64, pin: &str, email: &str, active: bool) {
+        let updated = self.tick();
+        self.coworkers.insert(
+            id,
+            json!({
+                "Id": id, "UniqueId": format!("11111111-0000-0000-0000-{id:012}"), "CreatedOn": updated,
+                "UpdatedOn": updated, "FullName": "Grace Hopper", "Email": email, "AccessPincode": pin,
+                "InvoicingBusinessId": 1, "Active": active, "Archived": false, "AllowNetworkCheckin": true
+            }),
+        );
+    }
+
+    fn put_visitor(&mut self, id: i64, code: &str, arrived: Option<&str>) {
+        let updated = self.tick();
+        self.visitors.insert(
+            id,
+            json!({
+                "Id": id, "UniqueId": format!("22222222-0000-0000-0000-{id:012}"), "CreatedOn": updated,
+                "UpdatedOn": updated, "BusinessId": 1, "FullName": "Ada Lovelace", "Email": "ada@example.com",
+                "ExpectedArrival": "2026-11-30T09:00:00Z", "Arrived": arrived.is_some(), "ArrivalDate": arrived,
+                "VisitorCode": code, "CoworkerId": 5
+            }),
+        );
+    }
+
+    fn records(&mut self, entity: &str) -> Option<&mut BTreeMap<i64, Value>> {
+        match entity {
+            "accesstokens" => Some(&mut self.tokens),
+            "coworkers" => Some(&mut self.coworkers),
+            "visitors" => Some(&mut self.visitors),
+            _ => None,
+        }
+    }
+
+    fn put_token(&mut self, id: i64, code: &str, minutes: u32) {
+        let updated = self.tick();
         self.tokens.insert(
             id,
             json!({
@@ -148,29 +190,35 @@ fn authorized(p: &mut Platform, headers: &HeaderMap) -> Result<(), StatusCode> {
     }
 }
 
-async fn list_tokens(
+/// `GET /api/spaces/{entity}`: paged, ordered by UpdatedOn ascending, with the
+/// `{Entity}_{Field}=value` and `from_{Entity}_UpdatedOn=time` filters.
+async fn list(
     State(p): State<Shared>,
     headers: HeaderMap,
+    UrlPath(entity): UrlPath<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let mut p = p.lock().unwrap();
     if let Err(status) = authorized(&mut p, &headers) {
         return status.into_response();
     }
+    let Some(all) = p.records(&entity) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
     let page: usize = q.get("page").and_then(|v| v.parse().ok()).unwrap_or(1);
     let size: usize = q.get("size").and_then(|v| v.parse().ok()).unwrap_or(25);
     assert_eq!(q.get("orderBy").map(String::as_str), Some("UpdatedOn"));
-    let business: Option<i64> = q.get("AccessToken_BusinessId").and_then(|v| v.parse().ok());
-    let from = q.get("from_AccessToken_UpdatedOn").cloned();
-    let mut records: Vec<&Value> = p
-        .tokens
-        .values()
-        .filter(|t| business.is_none_or(|b| t["BusinessId"] == b))
-        .filter(|t| {
-            from.as_ref()
-                .is_none_or(|f| t["UpdatedOn"].as_str().unwrap() >= &f[..19])
+    let keep = |t: &Value| {
+        q.iter().all(|(k, v)| match k.as_str() {
+            "page" | "size" | "orderBy" | "dir" => true,
+            k if k.starts_with("from_") => t["UpdatedOn"].as_str().unwrap() >= &v[..19],
+            k => {
+                let field = k.split_once('_').map_or(k, |(_, f)| f);
+                t[field].to_string().trim_matches('"') == v
+            }
         })
-        .collect();
+    };
+    let mut records: Vec<&Value> = all.values().filter(|t| keep(t)).collect();
     records.sort_by_key(|t| {
         (
             t["UpdatedOn"].as_str().unwrap().to_string(),
@@ -191,16 +239,16 @@ async fn list_tokens(
     }))
 }
 
-async fn get_token(
+async fn get_one(
     State(p): State<Shared>,
     headers: HeaderMap,
-    UrlPath(id): UrlPath<i64>,
+    UrlPath((entity, id)): UrlPath<(String, i64)>,
 ) -> Response {
     let mut p = p.lock().unwrap();
     if let Err(status) = authorized(&mut p, &headers) {
         return status.into_response();
     }
-    match p.tokens.get(&id) {
+    match p.records(&entity).and_then(|r| r.get(&id)) {
         Some(t) => json_response(t.clone()),
         None => StatusCode::NOT_FOUND.into_response(),
     }
@@ -212,8 +260,8 @@ fn start_platform() -> (SocketAddr, Shared) {
     let state: Shared = Arc::default();
     let app = Router::new()
         .route("/api/token", post(token))
-        .route("/api/spaces/accesstokens", get(list_tokens))
-        .route("/api/spaces/accesstokens/{id}", get(get_token))
+        .route("/api/spaces/{entity}", get(list))
+        .route("/api/spaces/{entity}/{id}", get(get_one))
         .with_state(state.clone());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -356,4 +404,64 @@ fn serve_pulls_at_start() {
     server.wait_for_log("platform sync: accesstokens (full): 1 created");
     drop(server);
     assert!(cli(&config, &["token", "show", "48213"]).status.success());
+}
+
+#[test]
+fn members_and_visitors_arrive_change_and_leave() {
+    let (addr, platform) = start_platform();
+    {
+        let mut p = platform.lock().unwrap();
+        p.put_member(5, "24680", "grace@example.org", true);
+        p.put_member(6, "", "nopin@example.org", true); // no PIN: no Wi-Fi
+        p.put_visitor(9, "13579", Some("2026-11-30T09:15:00"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), addr, "");
+    let out = sync(&config, &["run"]);
+    assert!(out.contains("coworkers: 1 created"), "{out}");
+    assert!(out.contains("visitors: 1 created"), "{out}");
+    let explain = |code: &str| {
+        stdout(&cli(
+            &config,
+            &[
+                "token",
+                "explain",
+                code,
+                "--mac",
+                "aa:bb:cc:00:00:01",
+                "--at",
+                "2026-11-30T09:30:00Z",
+            ],
+        ))
+    };
+    assert!(explain("24680").contains("ACCEPT"), "{}", explain("24680"));
+    // The visitor's window runs from the platform's check-in: 60 minutes from 09:15.
+    let v = explain("13579");
+    assert!(v.contains("ACCEPT") && v.contains("2700"), "{v}");
+    // The member's PIN changes at the platform: the old one stops working.
+    platform
+        .lock()
+        .unwrap()
+        .put_member(5, "97531", "grace@example.org", true);
+    assert!(sync(&config, &["run"]).contains("coworkers: 0 created, 1 updated"));
+    assert!(!explain("24680").contains("ACCEPT"));
+    assert!(explain("97531").contains("ACCEPT"));
+    // Deactivated at the platform: refused as deactivated.
+    platform
+        .lock()
+        .unwrap()
+        .put_member(5, "97531", "grace@example.org", false);
+    sync(&config, &["run"]);
+    assert!(
+        explain("97531").contains("deactivated"),
+        "{}",
+        explain("97531")
+    );
+    // The visitor deleted at the platform: gone after a full listing.
+    platform.lock().unwrap().visitors.remove(&9);
+    assert!(
+        sync(&config, &["run", "--full"])
+            .contains("visitors (full): 0 created, 0 updated, 0 unchanged, 1 removed")
+    );
+    assert!(!explain("13579").contains("ACCEPT"));
 }

@@ -2,10 +2,11 @@
 //! platform's records and applies them to the store with the same rules as the CLI
 //! and the API (one code, one owner; a change disconnects what it ends).
 //!
-//! Access tokens have no webhook at the platform, so they are pulled: every
-//! `poll_seconds` the records changed since a stored cursor (`from_AccessToken_UpdatedOn`,
-//! ordered by `UpdatedOn`, every page), and every `full_sync_hours` a full listing that
-//! also removes here what the platform no longer has. The platform being down never
+//! Every `poll_seconds` each entity (access tokens, coworkers as members, visitors)
+//! is pulled from a stored cursor (`from_{Entity}_UpdatedOn`, ordered by `UpdatedOn`,
+//! every page), and every `full_sync_hours` a full listing also removes here what the
+//! platform no longer has (access tokens have no webhook at the platform: the pull is
+//! how they arrive; for the others it is the safety net of the webhooks). The platform being down never
 //! stops RADIUS: logins go on from the local store, pulls back off and retry, and a
 //! warning says how stale the data is.
 //!
@@ -14,8 +15,8 @@
 pub mod client;
 pub mod records;
 
-use crate::config::NexudusConfig;
-use crate::store::{Applied, Store, SyncPass};
+use crate::config::{Config, NexudusConfig};
+use crate::store::{Applied, Store, SyncPass, VisitorTokenSettings};
 use chrono::{DateTime, Utc};
 pub use client::{PlatformClient, PlatformError};
 use std::collections::HashSet;
@@ -24,6 +25,15 @@ use std::time::Duration;
 
 /// The platform's entity paths.
 pub const ACCESS_TOKENS: &str = "accesstokens";
+pub const COWORKERS: &str = "coworkers";
+pub const VISITORS: &str = "visitors";
+
+/// An entity as the list filters name it: (path, filter name, business field).
+const ENTITIES: [(&str, &str, &str); 3] = [
+    (ACCESS_TOKENS, "AccessToken", "BusinessId"),
+    (COWORKERS, "Coworker", "InvoicingBusinessId"),
+    (VISITORS, "Visitor", "BusinessId"),
+];
 
 /// What one pass did to one entity, for `sync run` and the logs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -62,35 +72,48 @@ pub struct Sync {
     pub store: Arc<Store>,
     pub config: NexudusConfig,
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// A member's token: `[customers] session_minutes`.
+    member_minutes: u32,
+    /// A visitor's token (`[visitors]`), when tokens are generated for visitors.
+    visitor_token: Option<VisitorTokenSettings>,
 }
 
 impl Sync {
-    pub fn new(config: &NexudusConfig, store: Arc<Store>) -> Sync {
-        Sync {
-            client: PlatformClient::new(config),
+    /// The sync of `config`'s `[nexudus]`; `None` without one.
+    pub fn new(config: &Config, store: Arc<Store>) -> Option<Sync> {
+        let nexudus = config.nexudus.as_ref()?;
+        Some(Sync {
+            client: PlatformClient::new(nexudus),
             store,
-            config: config.clone(),
+            config: nexudus.clone(),
             metrics: None,
-        }
+            member_minutes: u32::try_from(config.customers.session_minutes).unwrap_or(1440),
+            visitor_token: config
+                .visitors
+                .generate_access_tokens
+                .then_some(VisitorTokenSettings {
+                    minutes: u32::try_from(config.visitors.default_minutes).unwrap_or(60),
+                    max_devices: u32::try_from(config.visitors.max_devices).unwrap_or(1),
+                }),
+        })
     }
 
-    /// Pulls access tokens: changed since the cursor, or all (`full`), which also
-    /// removes the local tokens of platform tokens no longer listed. The cursor moves
-    /// only when the whole pass succeeded (a failed pass is pulled again).
-    pub fn pull_access_tokens(
+    /// Pulls one entity: changed since its cursor, or all (`full`), which also
+    /// removes here what the platform no longer lists. The cursor moves only when the
+    /// whole pass succeeded (a failed pass is pulled again).
+    pub fn pull(
         &self,
+        (entity, filter, business_field): (&'static str, &str, &str),
         full: bool,
         now: DateTime<Utc>,
     ) -> Result<PassReport, PlatformError> {
         let cursor = if full {
             None
         } else {
-            self.store
-                .sync_cursor(ACCESS_TOKENS)
-                .map_err(|e| self.local(e))?
+            self.store.sync_cursor(entity).map_err(|e| self.local(e))?
         };
         let mut report = PassReport {
-            entity: ACCESS_TOKENS,
+            entity,
             full,
             ..Default::default()
         };
@@ -98,20 +121,20 @@ impl Sync {
         let mut listed = HashSet::new();
         for &business_id in &self.config.business_ids {
             let mut filters = vec![(
-                "AccessToken_BusinessId".to_string(),
+                format!("{filter}_{business_field}"),
                 business_id.to_string(),
             )];
             if let Some(from) = cursor {
                 filters.push((
-                    "from_AccessToken_UpdatedOn".to_string(),
+                    format!("from_{filter}_UpdatedOn"),
                     records::filter_time(from),
                 ));
             }
             let mut page = 1;
             loop {
-                let got = self.client.list(ACCESS_TOKENS, &filters, page)?;
+                let got = self.client.list(entity, &filters, page)?;
                 for record in &got.records {
-                    let Some((id, updated)) = self.apply_token(record, now, &mut report)? else {
+                    let Some((id, updated)) = self.apply(entity, record, now, &mut report)? else {
                         continue;
                     };
                     listed.insert(id);
@@ -126,7 +149,7 @@ impl Sync {
         if full {
             report.removed = self
                 .store
-                .remove_unlisted_platform_tokens(&self.config.business_ids, &listed, now)
+                .remove_unlisted(entity, &self.config.business_ids, &listed, now)
                 .map_err(|e| self.local(e))?;
         }
         let pass = SyncPass {
@@ -137,54 +160,109 @@ impl Sync {
             full,
         };
         self.store
-            .record_sync(ACCESS_TOKENS, &pass, now)
+            .record_sync(entity, &pass, now)
             .map_err(|e| self.local(e))?;
         self.count(&report);
         Ok(report)
     }
 
-    /// Applies one access token record; its id and `UpdatedOn` when it was readable.
-    fn apply_token(
+    /// Applies one record of `entity`; its id and `UpdatedOn` when it was readable
+    /// and belongs to a configured business (it then counts as listed).
+    pub fn apply(
         &self,
+        entity: &str,
         record: &serde_json::Value,
         now: DateTime<Utc>,
         report: &mut PassReport,
     ) -> Result<Option<(i64, DateTime<Utc>)>, PlatformError> {
-        let parsed = records::identity(record).and_then(|(id, updated)| {
-            records::access_token(record, self.config.undated_token_devices)
-                .map(|t| (id, updated, t))
-                .map_err(|e| format!("access token {id}: {e}"))
-        });
-        let (id, updated, token) = match parsed {
-            Ok(p) => p,
+        let (id, updated) = match records::identity(record) {
+            Ok(identity) => identity,
             Err(why) => {
                 report.invalid += 1;
-                tracing::warn!("platform record not applied: {why}");
+                tracing::warn!("platform {entity} record not applied: {why}");
                 return Ok(None);
             }
         };
-        if !self.config.business_ids.contains(&token.business_id) {
-            return Ok(None);
-        }
-        match self
-            .store
-            .apply_platform_token(id, &token, updated, now)
-            .map_err(|e| self.local(e))?
-        {
+        let applied = match self.apply_record(entity, id, updated, record, now) {
+            Ok(Some(applied)) => applied,
+            Ok(None) => return Ok(Some((id, updated))),
+            Err(Ok(why)) => {
+                report.invalid += 1;
+                tracing::warn!("platform {entity} {id} not applied: {why}");
+                return Ok(None);
+            }
+            Err(Err(e)) => return Err(self.local(e)),
+        };
+        match applied {
             Applied::Created(_) => report.created += 1,
             Applied::Updated(_) => report.updated += 1,
             Applied::Unchanged(_) => report.unchanged += 1,
             Applied::Clash { owner } => {
                 report.clashes += 1;
                 tracing::warn!(
-                    platform_token = id,
-                    code = %crate::model::MaskedCode(Some(&token.access_code)),
-                    %owner,
-                    "platform access token not applied: its code belongs to {owner} here (one code, one owner)"
+                    entity, platform_id = id, %owner,
+                    "platform record not applied: its code belongs to {owner} here (one code, one owner)"
                 );
             }
         }
         Ok(Some((id, updated)))
+    }
+
+    /// Reads and applies one record: `Ok(None)` when it is not for this server (another
+    /// business, or no code to log in with); `Err(Ok(why))` when it is malformed.
+    fn apply_record(
+        &self,
+        entity: &str,
+        id: i64,
+        updated: DateTime<Utc>,
+        record: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Applied>, Result<String, crate::store::StoreError>> {
+        let ours = |business: i64| self.config.business_ids.contains(&business);
+        match entity {
+            ACCESS_TOKENS => {
+                let token =
+                    records::access_token(record, self.config.undated_token_devices).map_err(Ok)?;
+                if !ours(token.business_id) {
+                    return Ok(None);
+                }
+                self.store
+                    .apply_platform_token(id, &token, updated, now)
+                    .map(Some)
+                    .map_err(Err)
+            }
+            COWORKERS => {
+                let Some(member) = records::member(record).map_err(Ok)? else {
+                    return Ok(None);
+                };
+                if !ours(member.business_id) {
+                    return Ok(None);
+                }
+                if !(member.pin.len() == 5 && member.pin.bytes().all(|b| b.is_ascii_digit())) {
+                    tracing::warn!(
+                        platform_id = id,
+                        "member's PIN is not 5 digits; kept as it is"
+                    );
+                }
+                self.store
+                    .apply_platform_member(id, &member, self.member_minutes, updated, now)
+                    .map(Some)
+                    .map_err(Err)
+            }
+            VISITORS => {
+                let Some(visitor) = records::visitor(record).map_err(Ok)? else {
+                    return Ok(None);
+                };
+                if !ours(visitor.business_id) {
+                    return Ok(None);
+                }
+                self.store
+                    .apply_platform_visitor(id, &visitor, self.visitor_token, updated, now)
+                    .map(Some)
+                    .map_err(Err)
+            }
+            other => Err(Ok(format!("unknown entity {other}"))),
+        }
     }
 
     /// A store failure during a pass, reported like the platform's own.
@@ -210,36 +288,44 @@ impl Sync {
         }
     }
 
-    /// One pass over every entity (`full`: full listings).
+    /// One pass over every entity (`full`: full listings). Stops at the first
+    /// failure (recorded for `sync status`); entities pulled before it keep their
+    /// progress.
     pub fn run_once(
         &self,
         full: bool,
         now: DateTime<Utc>,
     ) -> Result<Vec<PassReport>, PlatformError> {
-        let result = self.pull_access_tokens(full, now);
-        if let Some(m) = &self.metrics {
-            m.platform_pull(result.is_ok(), now);
-        }
-        match result {
-            Ok(report) => Ok(vec![report]),
-            Err(e) => {
-                let _ = self
-                    .store
-                    .record_sync_error(ACCESS_TOKENS, &e.to_string(), now);
-                Err(e)
+        let mut reports = Vec::new();
+        for spec in ENTITIES {
+            match self.pull(spec, full, now) {
+                Ok(report) => reports.push(report),
+                Err(e) => {
+                    if let Some(m) = &self.metrics {
+                        m.platform_pull(false, now);
+                    }
+                    let _ = self.store.record_sync_error(spec.0, &e.to_string(), now);
+                    return Err(e);
+                }
             }
         }
+        if let Some(m) = &self.metrics {
+            m.platform_pull(true, now);
+        }
+        Ok(reports)
     }
 }
 
-/// Whether a full listing is due: none yet, or the last older than `every`.
+/// Whether a full listing is due: none yet of some entity, or the oldest older than
+/// `every`.
 fn full_due(store: &Store, every: Duration, now: DateTime<Utc>) -> bool {
-    let last_full = store
-        .sync_status()
-        .ok()
-        .and_then(|rows| rows.into_iter().find(|r| r.entity == ACCESS_TOKENS))
-        .and_then(|r| r.last_full);
-    last_full.is_none_or(|t| (now - t).to_std().unwrap_or_default() >= every)
+    let rows = store.sync_status().unwrap_or_default();
+    ENTITIES.iter().any(|(entity, ..)| {
+        rows.iter()
+            .find(|r| r.entity == *entity)
+            .and_then(|r| r.last_full)
+            .is_none_or(|t| (now - t).to_std().unwrap_or_default() >= every)
+    })
 }
 
 /// The poller of `serve`: a pass at start, then every `poll_seconds` (a full one

@@ -3,6 +3,7 @@
 //! pinradius needs is refused with the field named, never half-applied.
 
 use crate::model::{Mac, NewAccessToken};
+use crate::store::{PlatformMember, PlatformVisitor};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::Value;
 
@@ -107,6 +108,72 @@ pub fn access_token(v: &Value, undated_devices: Option<u32>) -> Result<NewAccess
         booking_guid: text(v, "BookingGuid")?,
         visitor_guid: text(v, "VisitorGuid")?,
     })
+}
+
+fn flag(v: &Value, name: &str, default: bool) -> Result<bool, String> {
+    match field(v, name) {
+        None => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(format!("{name} = {other}: not true or false")),
+    }
+}
+
+/// A PIN as the platform stores it (text or a number), or `None` when there is none.
+fn pin(v: &Value, name: &str) -> Result<Option<String>, String> {
+    match field(v, name) {
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        _ => text(v, name).map(|p| p.map(|p| p.trim().to_string())),
+    }
+}
+
+/// A coworker record as a member; `None` when the member has no PIN (no Wi-Fi).
+pub fn member(v: &Value) -> Result<Option<PlatformMember>, String> {
+    let business_id = integer(v, "InvoicingBusinessId")?
+        .or(integer(v, "BusinessId")?)
+        .ok_or("no InvoicingBusinessId")?;
+    let Some(pin) = pin(v, "AccessPincode")? else {
+        return Ok(None);
+    };
+    if pin.chars().count() > 128 {
+        return Err("AccessPincode is longer than 128 characters".into());
+    }
+    let active = flag(v, "Active", true)?
+        && !flag(v, "Archived", false)?
+        && flag(v, "AllowNetworkCheckin", true)?;
+    Ok(Some(PlatformMember {
+        business_id,
+        name: text(v, "FullName")?.unwrap_or_else(|| "Member".into()),
+        email: text(v, "Email")?,
+        pin,
+        active,
+    }))
+}
+
+/// A visitor record; `None` when the visitor has no code (nothing to log in with).
+pub fn visitor(v: &Value) -> Result<Option<PlatformVisitor>, String> {
+    let business_id = integer(v, "BusinessId")?.ok_or("no BusinessId")?;
+    let guid = text(v, "UniqueId")?.ok_or("no UniqueId")?;
+    let Some(pin) = pin(v, "VisitorCode")? else {
+        return Ok(None);
+    };
+    if pin.chars().count() > 128 {
+        return Err("VisitorCode is longer than 128 characters".into());
+    }
+    let arrived = flag(v, "Arrived", false)?;
+    let arrival = when(v, "ArrivalDate")?;
+    Ok(Some(PlatformVisitor {
+        business_id,
+        guid,
+        name: text(v, "FullName")?.unwrap_or_else(|| "Visitor".into()),
+        email: text(v, "Email")?,
+        expected_arrival: when(v, "ExpectedArrival")?,
+        arrived_at: if arrived || arrival.is_some() {
+            arrival
+        } else {
+            None
+        },
+        pin,
+    }))
 }
 
 #[cfg(test)]

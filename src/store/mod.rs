@@ -15,6 +15,7 @@ mod lockouts;
 mod logins;
 mod people;
 mod platform;
+mod platform_people;
 mod schema;
 mod tokens;
 
@@ -28,6 +29,7 @@ pub use ledger::{
 pub use lockouts::{LockScope, LockoutRow};
 pub use people::VisitorTokenSettings;
 pub use platform::{Applied, SyncPass, SyncRow};
+pub use platform_people::{PlatformMember, PlatformVisitor};
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};

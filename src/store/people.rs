@@ -76,7 +76,7 @@ fn draw_pin(
     Err(Fail::Store(StoreError::PinSpaceFull { business_id, used }))
 }
 
-fn visitor_by_guid(conn: &Connection, guid: &str) -> rusqlite::Result<Option<Visitor>> {
+pub(super) fn visitor_by_guid(conn: &Connection, guid: &str) -> rusqlite::Result<Option<Visitor>> {
     conn.prepare_cached(&format!(
         "SELECT {VISITOR_COLUMNS} FROM visitors v WHERE v.guid = ?1"
     ))?
@@ -84,7 +84,7 @@ fn visitor_by_guid(conn: &Connection, guid: &str) -> rusqlite::Result<Option<Vis
     .optional()
 }
 
-fn customer_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<Customer>> {
+pub(super) fn customer_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<Customer>> {
     conn.prepare_cached(&format!(
         "SELECT {CUSTOMER_COLUMNS} FROM customers c WHERE c.id = ?1"
     ))?
@@ -331,7 +331,7 @@ impl Store {
 }
 
 /// Queues disconnects for the open sessions of a customer's token.
-fn queue_customer_disconnects(
+pub(super) fn queue_customer_disconnects(
     tx: &Connection,
     customer_id: i64,
     reason: &str,

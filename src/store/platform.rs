@@ -48,7 +48,44 @@ pub struct SyncPass {
     pub full: bool,
 }
 
-const ACCESS_TOKENS: &str = "accesstokens";
+pub(super) const ACCESS_TOKENS: &str = "accesstokens";
+pub(super) const COWORKERS: &str = "coworkers";
+pub(super) const VISITORS: &str = "visitors";
+
+/// The local record a platform record became: (local id, token id).
+pub(super) fn linked(
+    tx: &Connection,
+    entity: &str,
+    platform_id: i64,
+) -> rusqlite::Result<Option<(Option<String>, Option<i64>)>> {
+    tx.prepare_cached(
+        "SELECT local_id, token_id FROM platform_links WHERE entity = ?1 AND platform_id = ?2",
+    )?
+    .query_row(params![entity, platform_id], |r| Ok((r.get(0)?, r.get(1)?)))
+    .optional()
+}
+
+/// Records (or moves) the link of a platform record to its local record.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn link(
+    tx: &Connection,
+    entity: &str,
+    platform_id: i64,
+    business_id: i64,
+    local_id: Option<&str>,
+    token_id: Option<i64>,
+    updated_on: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO platform_links (entity, platform_id, business_id, local_id, token_id, updated_on, linked_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (entity, platform_id) DO UPDATE SET \
+         business_id = excluded.business_id, local_id = excluded.local_id, token_id = excluded.token_id, \
+         updated_on = excluded.updated_on",
+    )?
+    .execute(params![entity, platform_id, business_id, local_id, token_id, ms(updated_on), ms(now)])?;
+    Ok(())
+}
 
 /// Writes `token`'s fields over the local token `id`; true when anything changed. A
 /// new code must be free (its only owner may be the token itself).
@@ -112,13 +149,8 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Applied, StoreError> {
         let outcome = self.write(|tx| {
-            let linked: Option<Option<i64>> = tx
-                .prepare_cached(
-                    "SELECT token_id FROM platform_links WHERE entity = ?1 AND platform_id = ?2",
-                )?
-                .query_row(params![ACCESS_TOKENS, platform_id], |r| r.get(0))
-                .optional()?;
-            let applied = match linked.flatten() {
+            let linked = linked(tx, ACCESS_TOKENS, platform_id)?.and_then(|(_, token)| token);
+            let applied = match linked {
                 Some(id) if token_in(tx, id)?.is_some() => match update_token(tx, id, token, now) {
                     Ok(true) => Applied::Updated(id),
                     Ok(false) => Applied::Unchanged(id),
@@ -138,52 +170,49 @@ impl Store {
                 Applied::Created(id) | Applied::Updated(id) | Applied::Unchanged(id) => id,
                 Applied::Clash { .. } => unreachable!("returned above"),
             };
-            tx.prepare_cached(
-                "INSERT INTO platform_links (entity, platform_id, business_id, token_id, updated_on, linked_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (entity, platform_id) DO UPDATE SET \
-                 business_id = excluded.business_id, token_id = excluded.token_id, updated_on = excluded.updated_on",
-            )?
-            .execute(params![
+            link(
+                tx,
                 ACCESS_TOKENS,
                 platform_id,
                 token.business_id,
-                id,
-                ms(updated_on),
-                ms(now)
-            ])?;
+                None,
+                Some(id),
+                updated_on,
+                now,
+            )?;
             Ok(applied)
         })?;
         Ok(outcome)
     }
 
-    /// Deletes the local tokens of platform access tokens of `business_ids` that a
-    /// full listing no longer has (`listed`), with their links; their open sessions
-    /// are disconnected. Returns how many.
-    pub fn remove_unlisted_platform_tokens(
+    /// Removes here what a full listing of `entity` in `business_ids` no longer has
+    /// (`listed`): an access token's or a visitor's local record is deleted, a member
+    /// is deactivated (the platform has no member deletion: a member leaves by being
+    /// deactivated or archived); their open sessions are disconnected. Returns how
+    /// many.
+    pub fn remove_unlisted(
         &self,
+        entity: &str,
         business_ids: &[i64],
         listed: &std::collections::HashSet<i64>,
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
         self.write(|tx| {
-            let links: Vec<(i64, i64, Option<i64>)> = tx
+            let links: Vec<(i64, i64, Option<String>, Option<i64>)> = tx
                 .prepare_cached(
-                    "SELECT platform_id, business_id, token_id FROM platform_links WHERE entity = ?1",
+                    "SELECT platform_id, business_id, local_id, token_id FROM platform_links WHERE entity = ?1",
                 )?
-                .query_map(params![ACCESS_TOKENS], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .query_map(params![entity], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                 .collect::<rusqlite::Result<_>>()?;
             let mut removed = 0;
-            for (platform_id, business_id, token_id) in links {
+            for (platform_id, business_id, local_id, token_id) in links {
                 if !business_ids.contains(&business_id) || listed.contains(&platform_id) {
                     continue;
                 }
-                if let Some(id) = token_id {
-                    super::disconnects::queue_for_token(tx, id, "deleted", now)?;
-                    tx.execute("DELETE FROM access_tokens WHERE id = ?1", params![id])?;
-                }
+                super::platform_people::remove_local(tx, entity, local_id.as_deref(), token_id, now)?;
                 tx.execute(
                     "DELETE FROM platform_links WHERE entity = ?1 AND platform_id = ?2",
-                    params![ACCESS_TOKENS, platform_id],
+                    params![entity, platform_id],
                 )?;
                 removed += 1;
             }

@@ -240,6 +240,8 @@ CREATE TABLE platform_links (
     entity      TEXT    NOT NULL CHECK (entity IN ('accesstokens', 'coworkers', 'visitors')),
     platform_id INTEGER NOT NULL,
     business_id INTEGER NOT NULL,
+    -- The local record: a customer's id or a visitor's guid (NULL for a token).
+    local_id    TEXT,
     token_id    INTEGER REFERENCES access_tokens(id) ON DELETE SET NULL,
     updated_on  INTEGER NOT NULL,
     linked_at   INTEGER NOT NULL,
