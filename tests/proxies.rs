@@ -1,28 +1,32 @@
-//! Real proxies in front of the real pinradius binary, everything on 127.0.0.1 over UDP:
+//! Real proxies in front of the real pinradius binary, everything on 127.0.0.1:
 //!
-//! - radclient → FreeRADIUS 3.2 → pinradius, with separate auth and accounting home
-//!   servers watched with Status-Server (RFC 5997): logins, refusals, accounting, and a
-//!   pinradius restart that FreeRADIUS only notices through Status-Server answers on
-//!   both ports;
-//! - radclient → radsecproxy 1.9 → pinradius (UDP on both legs): logins, refusals,
-//!   accounting, and radsecproxy's own Status-Server checks of both ports.
+//! - radclient → FreeRADIUS 3.2 → pinradius over UDP, with separate auth and accounting
+//!   home servers watched with Status-Server (RFC 5997): logins, refusals, accounting,
+//!   and a pinradius restart that FreeRADIUS only notices through Status-Server answers
+//!   on both ports;
+//! - radsecproxy 1.9 as a RadSec front end: radclient → UDP → radsecproxy "nas-side" →
+//!   RadSec (RADIUS over TLS, RFC 6614, mutual TLS with certificates from a throwaway
+//!   test CA) → radsecproxy "front" → UDP → pinradius. radclient speaks no TLS, so the
+//!   nas-side radsecproxy plays the RadSec NAS. Logins, refusals, accounting, and the
+//!   front's own Status-Server checks of both pinradius ports.
 //!
-//! A TLS leg (RadSec, radsecproxy talking TLS to pinradius) is issue 17's work; here
-//! radsecproxy speaks plain UDP to pinradius.
+//! pinradius itself speaks only UDP; TLS ends at the front radsecproxy.
 //!
-//! The NAS → proxy leg uses `common::SECRET`, the proxy → pinradius leg `HOME_SECRET`,
-//! so every login also checks that the proxy re-encoded User-Password. Under `CI=true` a
-//! missing radclient, freeradius or radsecproxy fails the test (`.ci/run` installs
-//! them); elsewhere the test is skipped with a note.
+//! The NAS → proxy leg uses `common::SECRET`, the proxy → pinradius leg `HOME_SECRET`
+//! (and the RadSec leg RFC 6614's fixed "radsec"), so every login also checks that the
+//! proxies re-encoded User-Password. Under `CI=true` a missing radclient, freeradius,
+//! radsecproxy or openssl fails the test (`.ci/run` installs them); elsewhere the test
+//! is skipped with a note.
 
 mod common;
 
 use common::*;
 use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The secret between a proxy and pinradius (the NAS → proxy leg uses `SECRET`).
@@ -42,6 +46,13 @@ fn free_ports<const N: usize>() -> [u16; N] {
         .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
         .collect();
     std::array::from_fn(|i| sockets[i].local_addr().unwrap().port())
+}
+
+/// A free TCP port on 127.0.0.1 (RadSec runs over TCP), released for the process that
+/// is about to listen on it.
+fn free_tcp_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
 }
 
 fn local(port: u16) -> SocketAddr {
@@ -108,17 +119,26 @@ fn session(config: &Path, acct_session_id: &str) -> serde_json::Value {
     matching[0].clone()
 }
 
-/// A proxy process whose stdout and stderr are collected line by line; killed and
-/// reaped when dropped, so it never outlives a failing test.
+/// A process (a proxy, or openssl) whose stdout and stderr are collected line by line;
+/// killed and reaped when dropped, so it never outlives a failing test.
 struct Peer {
-    name: &'static str,
+    name: String,
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
+    readers: Vec<JoinHandle<()>>,
 }
 
 impl Peer {
     /// Starts `command` and waits until it logs a line containing `ready` (it listens).
-    fn start(name: &'static str, mut command: Command, ready: &str) -> Peer {
+    fn start(name: impl Into<String>, command: Command, ready: &str) -> Peer {
+        let mut peer = Peer::spawn(name, command);
+        peer.wait_for(ready, 0, Duration::from_secs(30));
+        peer
+    }
+
+    /// Starts `command`, collecting its output.
+    fn spawn(name: impl Into<String>, mut command: Command) -> Peer {
+        let name = name.into();
         let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -130,13 +150,43 @@ impl Peer {
             name,
             child,
             log: Arc::default(),
+            readers: Vec::new(),
         };
         let stdout = peer.child.stdout.take().unwrap();
         let stderr = peer.child.stderr.take().unwrap();
-        collect(stdout, peer.log.clone());
-        collect(stderr, peer.log.clone());
-        peer.wait_for(ready, 0, Duration::from_secs(30));
+        peer.readers = vec![
+            collect(stdout, peer.log.clone()),
+            collect(stderr, peer.log.clone()),
+        ];
         peer
+    }
+
+    /// Waits up to `within` for a short-lived command to exit, and for its last lines;
+    /// fails, with its output, if it runs longer (it is killed) or exits with a failure.
+    fn finish(mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Both pipes are closed now, so the readers end.
+                for reader in self.readers.drain(..) {
+                    reader.join().unwrap();
+                }
+                assert!(
+                    status.success(),
+                    "{} failed ({status}):\n{}",
+                    self.name,
+                    self.text()
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: still running after {within:?}:\n{}",
+                self.name,
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Lines logged so far (a mark for [`Peer::wait_for`]).
@@ -150,11 +200,17 @@ impl Peer {
 
     /// Lines from line `after` on that contain `needle`.
     fn count(&self, needle: &str, after: usize) -> usize {
+        self.matching(needle, after).len()
+    }
+
+    /// The lines from line `after` on that contain `needle`.
+    fn matching(&self, needle: &str, after: usize) -> Vec<String> {
         let log = self.log.lock().unwrap();
         log.iter()
             .skip(after)
             .filter(|l| l.contains(needle))
-            .count()
+            .cloned()
+            .collect()
     }
 
     /// Waits up to `within` for a line from line `after` on containing `needle`; fails,
@@ -192,12 +248,12 @@ impl Drop for Peer {
     }
 }
 
-fn collect(pipe: impl Read + Send + 'static, log: Arc<Mutex<Vec<String>>>) {
+fn collect(pipe: impl Read + Send + 'static, log: Arc<Mutex<Vec<String>>>) -> JoinHandle<()> {
     std::thread::spawn(move || {
         for line in BufReader::new(pipe).lines().map_while(Result::ok) {
             log.lock().unwrap().push(line);
         }
-    });
+    })
 }
 
 /// Sends with `ask` until it succeeds (every half second, each try waiting for its own
@@ -563,15 +619,93 @@ fn freeradius_proxy_with_status_server_on_both_home_servers() {
     assert_eq!(session(&config, "fr-1")["session_time"], 600);
 }
 
-/// radsecproxy 1.9: UDP in from the NAS, UDP out to pinradius's two ports, every user
-/// name to them. LogLevel 5 logs the Status-Server answers it gets.
-const RADSECPROXY_CONF: &str = r#"
-ListenUDP 127.0.0.1:@LISTEN@
+/// The RadSec leg's certificates, made in `dir` with the openssl command line: a
+/// throwaway CA (`ca.pem`) and, signed by it, `front.pem` / `front.key` (a TLS server
+/// certificate, CN pinradius-front) and `nas-side.pem` / `nas-side.key` (a TLS client
+/// certificate, CN pinradius-nas-side). Both name 127.0.0.1 as subjectAltName IP:
+/// radsecproxy checks that against the address of the client or server block.
+fn radsec_certificates(openssl: &Path, dir: &Path) {
+    std::fs::create_dir(dir).unwrap();
+    let run = |args: &[&str]| {
+        let mut command = Command::new(openssl);
+        command.current_dir(dir).args(args);
+        Peer::spawn(format!("openssl {}", args.join(" ")), command).finish(Duration::from_secs(60));
+    };
+    // EC P-256 keys, made at once (RSA key generation can take seconds).
+    let new_key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let days = ["-days", "2"];
+    run(&[
+        &["req", "-x509", "-subj", "/CN=pinradius test CA"][..],
+        &new_key,
+        &days,
+        &["-keyout", "ca.key", "-out", "ca.pem"],
+        &["-addext", "basicConstraints=critical,CA:TRUE"],
+        &["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+    ]
+    .concat());
+    for (name, usage, serial) in [
+        ("front", "serverAuth", "2"),
+        ("nas-side", "clientAuth", "3"),
+    ] {
+        let (key, csr, ext, pem) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.ext"),
+            format!("{name}.pem"),
+        );
+        std::fs::write(
+            dir.join(&ext),
+            format!(
+                "basicConstraints = critical, CA:FALSE\n\
+                 keyUsage = critical, digitalSignature\n\
+                 extendedKeyUsage = {usage}\n\
+                 subjectAltName = IP:127.0.0.1\n"
+            ),
+        )
+        .unwrap();
+        let subject = format!("/CN=pinradius-{name}");
+        run(&[
+            &["req", "-new", "-subj", &subject][..],
+            &new_key,
+            &["-keyout", &key, "-out", &csr],
+        ]
+        .concat());
+        run(&[
+            &[
+                "x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key",
+            ][..],
+            &["-set_serial", serial, "-extfile", &ext, "-out", &pem],
+            &days,
+        ]
+        .concat());
+    }
+}
+
+/// radsecproxy 1.9 "front": RadSec in from the nas-side radsecproxy (TLS with a client
+/// certificate from the test CA, RFC 6614's secret "radsec"), UDP out to pinradius's
+/// two ports, every user name to them. LogLevel 5 logs the Status-Server answers it
+/// gets and each request with the client it came from.
+const RADSECPROXY_FRONT_CONF: &str = r#"
+ListenTLS 127.0.0.1:@TLS_PORT@
 SourceUDP 127.0.0.1
 LogLevel 5
-client 127.0.0.1 {
-    type udp
-    secret @SECRET@
+tls radsec {
+    CACertificateFile "@CERTS@/ca.pem"
+    CertificateFile "@CERTS@/front.pem"
+    CertificateKeyFile "@CERTS@/front.key"
+}
+client nas-side {
+    type tls
+    host 127.0.0.1
+    tls radsec
+    secret radsec
+    MatchCertificateAttribute CN:/^pinradius-nas-side$/
 }
 server pinradius-auth {
     type udp
@@ -593,47 +727,120 @@ realm * {
 }
 "#;
 
+/// radsecproxy 1.9 "nas-side", standing in for a NAS that speaks RadSec: UDP in from
+/// radclient, RadSec out to the front (TLS with its client certificate, checking the
+/// front's), auth and accounting over the one TLS connection.
+const RADSECPROXY_NAS_SIDE_CONF: &str = r#"
+ListenUDP 127.0.0.1:@LISTEN@
+LogLevel 5
+tls radsec {
+    CACertificateFile "@CERTS@/ca.pem"
+    CertificateFile "@CERTS@/nas-side.pem"
+    CertificateKeyFile "@CERTS@/nas-side.key"
+}
+client nas {
+    type udp
+    host 127.0.0.1
+    secret @SECRET@
+}
+server front {
+    type tls
+    host 127.0.0.1
+    port @TLS_PORT@
+    tls radsec
+    secret radsec
+    MatchCertificateAttribute CN:/^pinradius-front$/
+}
+realm * {
+    server front
+    accountingServer front
+}
+"#;
+
+/// Writes `conf` from `template` and starts radsecproxy on it in the foreground;
+/// returns once it logs `ready`.
+fn radsecproxy_peer(
+    radsecproxy: &Path,
+    name: &str,
+    conf: &Path,
+    template: &str,
+    values: &[(&str, &str)],
+    ready: &str,
+) -> Peer {
+    std::fs::write(conf, fill(template, values)).unwrap();
+    let mut command = Command::new(radsecproxy);
+    command.arg("-f").arg("-c").arg(conf);
+    Peer::start(name, command, ready)
+}
+
 #[test]
-fn radsecproxy_in_front_over_udp() {
+fn radsecproxy_as_a_radsec_front_end() {
     let Some(rc) = radclient() else { return };
     let Some(radsecproxy) = radsecproxy() else {
         return;
     };
+    let Some(openssl) = openssl() else { return };
     let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    radsec_certificates(&openssl, &certs);
     let config = pinradius_behind_proxy(dir.path(), 0, 0);
     let server = serve(&config);
     let [listen] = free_ports();
-    let conf = dir.path().join("radsecproxy.conf");
-    let (port, auth, acct) = (
+    let tls_port = free_tcp_port();
+    let (listen_text, tls_text, auth, acct) = (
         listen.to_string(),
+        tls_port.to_string(),
         server.auth.port().to_string(),
         server.acct.port().to_string(),
     );
-    std::fs::write(
-        &conf,
-        fill(
-            RADSECPROXY_CONF,
-            &[
-                ("LISTEN", &port),
-                ("SECRET", SECRET),
-                ("AUTH", &auth),
-                ("ACCT", &acct),
-                ("HOME_SECRET", HOME_SECRET),
-            ],
-        ),
-    )
-    .unwrap();
-    let mut command = Command::new(radsecproxy);
-    command.arg("-f").arg("-c").arg(&conf);
-    let mut proxy = Peer::start(
-        "radsecproxy",
-        command,
+    let certs = certs.to_str().unwrap();
+    let mut front = radsecproxy_peer(
+        &radsecproxy,
+        "radsecproxy front",
+        &dir.path().join("front.conf"),
+        RADSECPROXY_FRONT_CONF,
+        &[
+            ("TLS_PORT", &tls_text),
+            ("CERTS", certs),
+            ("AUTH", &auth),
+            ("ACCT", &acct),
+            ("HOME_SECRET", HOME_SECRET),
+        ],
+        &format!("listening for tls on 127.0.0.1:{tls_port}"),
+    );
+    let mut nas_side = radsecproxy_peer(
+        &radsecproxy,
+        "radsecproxy nas-side",
+        &dir.path().join("nas-side.conf"),
+        RADSECPROXY_NAS_SIDE_CONF,
+        &[
+            ("LISTEN", &listen_text),
+            ("CERTS", certs),
+            ("SECRET", SECRET),
+            ("TLS_PORT", &tls_text),
+        ],
         &format!("listening for udp on 127.0.0.1:{listen}"),
     );
 
-    // radsecproxy passes Accounting-Responses back to the NAS only when it accepts them
-    // (1.9 refused the Message-Authenticator pinradius used to put in them), so every
-    // "Received Accounting-Response" below is also radsecproxy's acceptance.
+    // The nas-side connects at start; each end accepts the other's certificate (the
+    // test CA, subjectAltName 127.0.0.1, the pinned CN).
+    let within = Duration::from_secs(30);
+    nas_side.wait_for(
+        &format!(
+            "TLS connection to front (127.0.0.1 port {tls_port}), subject CN=pinradius-front up"
+        ),
+        0,
+        within,
+    );
+    front.wait_for(
+        "client nas-side, subject CN=pinradius-nas-side up",
+        0,
+        within,
+    );
+
+    // radsecproxy passes Accounting-Responses back only when it accepts them (1.9
+    // refused the Message-Authenticator pinradius used to put in them), so every
+    // "Received Accounting-Response" below is also both radsecproxies' acceptance.
     login_refusal_and_accounting(
         &rc,
         &config,
@@ -642,12 +849,22 @@ fn radsecproxy_in_front_over_udp() {
         ", Message-Authenticator = 0x00",
         "rs-1",
     );
+    // Each request reached the front once, over RadSec, from its TLS client nas-side:
+    // 3 logins (one refused) and 3 accounting records.
+    for kind in ["Access-Request", "Accounting-Request"] {
+        let from_nas_side = front
+            .matching(&format!("radsrv: got {kind} "), 0)
+            .iter()
+            .filter(|l| l.contains("from client nas-side (127.0.0.1)"))
+            .count();
+        assert_eq!(from_nas_side, 3, "{kind}s over RadSec:\n{}", front.text());
+    }
 
-    // With StatusServer on, radsecproxy checks both ports with Status-Server (its first
-    // check comes about 25 s after it last heard from a server) and logs each answer it
-    // accepts.
+    // With StatusServer on, the front checks both pinradius ports with Status-Server
+    // (its first check comes about 25 s after it last heard from a server) and logs
+    // each answer it accepts.
     for name in ["pinradius-auth", "pinradius-acct"] {
-        proxy.wait_for(
+        front.wait_for(
             &format!("got status server response from {name}"),
             0,
             Duration::from_secs(90),
