@@ -417,15 +417,19 @@ fn serve(config: Config) -> Result<()> {
         let http = server
             .http_addr()
             .map_or_else(|| "off".to_string(), |a| a.to_string());
-        // The platform's poller: a thread of its own (blocking HTTP), stopped with the
+        // The platform's sync: a thread of its own (blocking HTTP) that takes the
+        // webhooks the HTTP listener verified and pulls on a timer; stopped with the
         // server.
-        let (stop_sync, sync_stopped) = std::sync::mpsc::channel::<()>();
+        let stop_sync = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let poller = pinradius::platform::Sync::new(&config, server.context().store.clone()).map(|mut sync| {
             sync.metrics = Some(server.context().metrics.clone());
             let clock = server.context().clock.clone();
+            let (webhooks, inbox) = std::sync::mpsc::sync_channel::<Vec<u8>>(1024);
+            let _ = server.context().platform_inbox.set(webhooks);
+            let stop = stop_sync.clone();
             std::thread::Builder::new()
                 .name("pinradius-sync".into())
-                .spawn(move || pinradius::platform::run_poller(sync, clock, sync_stopped))
+                .spawn(move || pinradius::platform::run_poller(sync, clock, inbox, stop))
         });
         let poller = poller.transpose().context("cannot start the platform sync thread")?;
         tracing::info!(auth = %server.auth_addr()?, acct = %server.acct_addr()?, http = %http, database = %config.database.display(), clients = config.clients.len(), sync = config.nexudus.is_some(), "pinradius listening");
@@ -437,10 +441,13 @@ fn serve(config: Config) -> Result<()> {
                 }
             })
             .await?;
-        drop(stop_sync);
+        stop_sync.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(poller) = poller {
-            // A pass in progress finishes (its HTTP calls time out within a minute).
-            let _ = tokio::task::spawn_blocking(move || poller.join()).await;
+            // A pull in progress is left to the process's exit after a few seconds.
+            let joined = tokio::task::spawn_blocking(move || poller.join());
+            if tokio::time::timeout(std::time::Duration::from_secs(5), joined).await.is_err() {
+                tracing::warn!("platform sync still busy after 5 s; stopping anyway");
+            }
         }
         tracing::info!("stopped");
         Ok(())

@@ -99,6 +99,8 @@ pub struct Metrics {
     pub platform_records: Family<ResultLabel, Counter>,
     /// When the last pull from the platform succeeded (Unix seconds).
     pub platform_last_success: Gauge,
+    /// Webhooks received, by result (queued, bad_signature, queue_full, disabled).
+    pub webhooks: Family<ResultLabel, Counter>,
     /// Retransmits answered from the cache (RFC 5080), by port.
     pub retransmits: Family<PortLabel, Counter>,
     /// From a datagram's arrival to its answer, by port.
@@ -137,6 +139,7 @@ impl Metrics {
         let platform_pulls = Family::<ResultLabel, Counter>::default();
         let platform_records = Family::<ResultLabel, Counter>::default();
         let platform_last_success = Gauge::default();
+        let webhooks = Family::<ResultLabel, Counter>::default();
         let retransmits = Family::<PortLabel, Counter>::default();
         let latency = Family::<PortLabel, Histogram>::new_with_constructor(
             (|| Histogram::new(LATENCY_BUCKETS)) as fn() -> Histogram,
@@ -198,6 +201,11 @@ impl Metrics {
             platform_last_success.clone(),
         );
         registry.register(
+            "webhooks",
+            "Platform webhooks received, by result",
+            webhooks.clone(),
+        );
+        registry.register(
             "retransmits",
             "Retransmitted requests answered from the cache (RFC 5080), by port",
             retransmits.clone(),
@@ -245,6 +253,7 @@ impl Metrics {
             platform_pulls,
             platform_records,
             platform_last_success,
+            webhooks,
             retransmits,
             latency,
             open_sessions,
@@ -293,6 +302,11 @@ impl Metrics {
                 .get_or_create(&ResultLabel { result: outcome })
                 .inc_by(n as u64);
         }
+    }
+
+    /// A webhook received.
+    pub fn webhook(&self, result: &'static str) {
+        self.webhooks.get_or_create(&ResultLabel { result }).inc();
     }
 
     /// An accounting record kept as unmatched.

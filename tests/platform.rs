@@ -465,3 +465,79 @@ fn members_and_visitors_arrive_change_and_leave() {
     );
     assert!(!explain("13579").contains("ACCEPT"));
 }
+
+/// Posts `body` to the server's webhook route with `signature`; the HTTP status.
+fn post_webhook(http: SocketAddr, body: &str, signature: &str) -> u16 {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    agent
+        .post(format!("http://{http}/api/webhooks/nexudus"))
+        .header("X-Nexudus-Hook-Signature", signature)
+        .content_type("application/json")
+        .send(body.as_bytes())
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Waits up to 5 s for `check`.
+fn eventually(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..100 {
+        if check() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("not within 5 s: {what}");
+}
+
+#[test]
+fn signed_webhooks_are_applied_by_reading_the_record_again() {
+    const SECRET: &str = "webhook-secret-0123456789";
+    let (addr, platform) = start_platform();
+    platform.lock().unwrap().put_visitor(9, "13579", None);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        addr,
+        &format!("webhook_secret = \"{SECRET}\"\n[http]\nlisten = \"127.0.0.1:0\"\n"),
+    );
+    let server = serve(&config);
+    let line = server.wait_for_log("pinradius listening");
+    let http: SocketAddr = line
+        .split("http=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    server.wait_for_log("platform sync: visitors (full): 1 created");
+    let exists = |code: &str| cli(&config, &["token", "show", code]).status.success();
+    // A member created at the platform; the webhook's payload claims another PIN: the
+    // record is read again from the API, so the platform's PIN is the one kept.
+    platform
+        .lock()
+        .unwrap()
+        .put_member(5, "24680", "grace@example.org", true);
+    let body = r#"[{"Id": 5, "FullName": "Grace Hopper", "AccessPincode": "00000", "InvoicingBusinessId": 1}]"#;
+    let sign = |b: &str| pinradius::http::webhooks::signature(SECRET.as_bytes(), b.as_bytes());
+    // A missing or wrong signature: 401, nothing changes.
+    assert_eq!(post_webhook(http, body, ""), 401);
+    assert_eq!(post_webhook(http, body, &sign("something else")), 401);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!exists("24680"));
+    assert_eq!(post_webhook(http, body, &sign(body)), 200);
+    eventually("the member's PIN works", || exists("24680"));
+    assert!(!exists("00000"));
+    // The same webhook again changes nothing.
+    assert_eq!(post_webhook(http, body, &sign(body).to_lowercase()), 200);
+    server.wait_for_log("platform webhook: webhook: 0 created, 0 updated, 1 unchanged");
+    // The visitor deleted at the platform (VisitorDeleted): gone here too.
+    platform.lock().unwrap().visitors.remove(&9);
+    let deleted = r#"[{"Id": 9, "FullName": "Ada Lovelace", "VisitorCode": "13579", "ExpectedArrival": null}]"#;
+    assert!(exists("13579"));
+    assert_eq!(post_webhook(http, deleted, &sign(deleted)), 200);
+    eventually("the deleted visitor's code is gone", || !exists("13579"));
+}

@@ -10,6 +10,7 @@
 
 mod openapi;
 mod tokens;
+pub mod webhooks;
 
 use crate::config::{ApiKey, Role};
 use crate::server::Context;
@@ -24,6 +25,8 @@ use std::sync::Arc;
 
 /// Largest request body accepted: a token is a few hundred bytes.
 const MAX_BODY: usize = 64 * 1024;
+/// Largest webhook body: an array of the platform's records.
+const MAX_WEBHOOK_BODY: usize = 4 * 1024 * 1024;
 
 /// The routes, over the server's shared state.
 pub fn router(ctx: Arc<Context>) -> Router {
@@ -35,6 +38,10 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .route(
             "/api/spaces/accesstokens/{id}",
             get(tokens::read).delete(tokens::delete),
+        )
+        .route(
+            "/api/webhooks/nexudus",
+            axum::routing::post(webhooks::receive).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)),
         )
         .route("/api/openapi.json", get(openapi::document))
         .route("/metrics", get(metrics))

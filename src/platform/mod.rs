@@ -316,6 +316,83 @@ impl Sync {
     }
 }
 
+/// Which record a webhook's record asks to be read again: (entity, Id). The
+/// platform's payload does not name its entity, so it is told by its fields (a
+/// check-in names the visitor or member it is for).
+fn webhook_target(record: &serde_json::Value) -> Option<(&'static str, i64)> {
+    let has = |f: &str| record.get(f).is_some_and(|v| !v.is_null());
+    let id = |f: &str| record.get(f).and_then(serde_json::Value::as_i64);
+    if has("VisitorCode") || has("ExpectedArrival") {
+        Some((VISITORS, id("Id")?))
+    } else if has("AccessPincode") || has("InvoicingBusinessId") || has("CoworkerType") {
+        Some((COWORKERS, id("Id")?))
+    } else if has("AccessCode") && has("MinutesIncluded") {
+        Some((ACCESS_TOKENS, id("Id")?))
+    } else if has("VisitorId") {
+        Some((VISITORS, id("VisitorId")?))
+    } else if has("CoworkerId") {
+        Some((COWORKERS, id("CoworkerId")?))
+    } else {
+        None
+    }
+}
+
+impl Sync {
+    /// Applies a verified webhook: every record it names is read again from the API
+    /// by `Id` and applied (so a forged or partial payload sets nothing); one the
+    /// platform no longer has is removed here. Applying the same webhook again
+    /// changes nothing.
+    pub fn handle_webhook(
+        &self,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<PassReport, PlatformError> {
+        let mut report = PassReport {
+            entity: "webhook",
+            ..Default::default()
+        };
+        let records = match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(serde_json::Value::Array(records)) => records,
+            Ok(one @ serde_json::Value::Object(_)) => vec![one],
+            _ => {
+                report.invalid += 1;
+                tracing::warn!("webhook body is not a JSON array of records; ignored");
+                return Ok(report);
+            }
+        };
+        for record in &records {
+            let Some((entity, id)) = webhook_target(record) else {
+                report.invalid += 1;
+                let fields: Vec<&str> = record
+                    .as_object()
+                    .map(|o| o.keys().map(String::as_str).collect())
+                    .unwrap_or_default();
+                tracing::warn!(
+                    ?fields,
+                    "webhook record not understood (no member, visitor or access token in it); ignored"
+                );
+                continue;
+            };
+            match self.client.get(entity, id)? {
+                Some(current) => {
+                    self.apply(entity, &current, now, &mut report)?;
+                }
+                None => {
+                    if self
+                        .store
+                        .remove_platform_record(entity, id, now)
+                        .map_err(|e| self.local(e))?
+                    {
+                        report.removed += 1;
+                    }
+                }
+            }
+        }
+        self.count(&report);
+        Ok(report)
+    }
+}
+
 /// Whether a full listing is due: none yet of some entity, or the oldest older than
 /// `every`.
 fn full_due(store: &Store, every: Duration, now: DateTime<Utc>) -> bool {
@@ -328,22 +405,38 @@ fn full_due(store: &Store, every: Duration, now: DateTime<Utc>) -> bool {
     })
 }
 
-/// The poller of `serve`: a pass at start, then every `poll_seconds` (a full one
-/// every `full_sync_hours`); after a failure it waits twice as long each time, up to
-/// ten times the poll interval, and warns how stale the data is. Returns when `stop`
-/// is sent or dropped.
+/// The sync thread of `serve`: webhook bodies (verified by the HTTP listener) from
+/// `inbox` as they come, and a pull at start, then every `poll_seconds` (a full one
+/// every `full_sync_hours`); after a failed pull it waits twice as long each time, up
+/// to ten times the poll interval, and warns how stale the data is. Returns within a
+/// second of `stop` turning true.
 pub fn run_poller(
     sync: Sync,
     clock: Arc<dyn crate::clock::Clock>,
-    stop: std::sync::mpsc::Receiver<()>,
+    inbox: std::sync::mpsc::Receiver<Vec<u8>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let poll = sync.config.poll;
     let mut wait = Duration::ZERO;
     let mut last_success: Option<DateTime<Utc>> = None;
     loop {
-        match stop.recv_timeout(wait) {
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            _ => return,
+        let due = std::time::Instant::now() + wait;
+        // Webhooks are handled as they come, between pulls.
+        loop {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            let left = due.saturating_duration_since(std::time::Instant::now());
+            match inbox.recv_timeout(left.min(Duration::from_millis(500))) {
+                Ok(body) => match sync.handle_webhook(&body, clock.now()) {
+                    Ok(report) => tracing::info!("platform webhook: {report}"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "platform webhook not applied; the next pull catches up")
+                    }
+                },
+                Err(_) if left.is_zero() => break,
+                Err(_) => {}
+            }
         }
         let now = clock.now();
         let full = full_due(&sync.store, sync.config.full_sync, now);

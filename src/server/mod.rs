@@ -70,6 +70,8 @@ pub struct Settings {
     pub disconnect: crate::config::DisconnectSettings,
     /// How long an accept holds its simultaneous-use place before accounting.
     pub login_hold: chrono::Duration,
+    /// `[nexudus] webhook_secret`: webhooks are taken only with one.
+    pub webhook_secret: Option<crate::config::Secret>,
     /// Bearer tokens of the HTTP API (reloadable like the client secrets).
     pub api_keys: Vec<crate::config::ApiKey>,
 }
@@ -86,6 +88,10 @@ impl Settings {
             lockout: config.lockout,
             disconnect: config.disconnect,
             login_hold: chrono::Duration::seconds(config.login_hold_seconds as i64),
+            webhook_secret: config
+                .nexudus
+                .as_ref()
+                .and_then(|n| n.webhook_secret.clone()),
             api_keys: config
                 .http
                 .as_ref()
@@ -119,6 +125,9 @@ pub struct Context {
     pub reject_log: RejectTally,
     /// Simultaneous-use places held by accepts whose accounting has not started.
     pub holds: holds::Holds,
+    /// Where verified webhook bodies go (the platform sync's thread), once `serve`
+    /// has started it.
+    pub platform_inbox: std::sync::OnceLock<std::sync::mpsc::SyncSender<Vec<u8>>>,
     /// Counters and histograms for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Wakes the disconnector when this process queued a disconnect.
@@ -155,6 +164,7 @@ impl Context {
             guard,
             reject_log: RejectTally::new(Duration::from_secs(60)),
             holds: holds::Holds::default(),
+            platform_inbox: std::sync::OnceLock::new(),
             metrics,
             disconnect_wake: tokio::sync::Notify::new(),
         })

@@ -220,6 +220,27 @@ impl Store {
         })
     }
 
+    /// Removes here the platform record `platform_id` of `entity` that the platform
+    /// no longer has (a deleted member is deactivated). False when it was not linked.
+    pub fn remove_platform_record(
+        &self,
+        entity: &str,
+        platform_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            let Some((local_id, token_id)) = linked(tx, entity, platform_id)? else {
+                return Ok(false);
+            };
+            super::platform_people::remove_local(tx, entity, local_id.as_deref(), token_id, now)?;
+            tx.execute(
+                "DELETE FROM platform_links WHERE entity = ?1 AND platform_id = ?2",
+                params![entity, platform_id],
+            )?;
+            Ok(true)
+        })
+    }
+
     /// The platform record a local token came from (`entity`, platform id), if any:
     /// such a token is changed at the platform, not here.
     pub fn platform_source(&self, token_id: i64) -> Result<Option<(String, i64)>, StoreError> {
