@@ -328,11 +328,42 @@ pub enum TokenCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Change a token's fields (the flags of `create`; those not given stay).
+    Update {
+        #[arg(allow_hyphen_values = true)]
+        code: String,
+        #[command(flatten)]
+        changes: UpdateArgs,
+        /// Edit a token that came from Nexudus anyway.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Delete a token (its open sessions are disconnected; the code is free again).
+    Delete {
+        #[arg(allow_hyphen_values = true)]
+        code: String,
+        #[arg(long, value_name = "N", allow_hyphen_values = true)]
+        business_id: Option<String>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Free a device's place on a token (a phone that changed its MAC address).
+    Unbind {
+        #[arg(allow_hyphen_values = true)]
+        code: String,
+        #[arg(allow_hyphen_values = true)]
+        mac: String,
+        #[arg(long, value_name = "N", allow_hyphen_values = true)]
+        business_id: Option<String>,
+    },
     /// Revoke a token: the next login with it is rejected.
     Revoke {
         code: String,
         #[arg(long, value_name = "N", allow_hyphen_values = true)]
         business_id: Option<String>,
+        /// Revoke a token that came from Nexudus anyway.
+        #[arg(long)]
+        force: bool,
     },
     /// Import tokens from a CSV file with a header row (all rows or none).
     Import { file: PathBuf },
@@ -348,6 +379,34 @@ pub enum TokenCommand {
         #[arg(long, value_name = "T", allow_hyphen_values = true)]
         at: Option<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The token's business (to tell the code apart when several have it).
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub business_id: Option<String>,
+    /// A new code.
+    #[arg(long, allow_hyphen_values = true)]
+    pub new_code: Option<String>,
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub minutes: Option<String>,
+    #[arg(long, value_name = "T", allow_hyphen_values = true)]
+    pub valid_from: Option<String>,
+    #[arg(long, value_name = "T", allow_hyphen_values = true)]
+    pub valid_to: Option<String>,
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub user_limit: Option<String>,
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub device_limit: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub mac: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub description: Option<String>,
+    #[arg(long, value_name = "G", allow_hyphen_values = true)]
+    pub visitor_guid: Option<String>,
+    #[arg(long, value_name = "G", allow_hyphen_values = true)]
+    pub booking_guid: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -381,4 +440,14 @@ pub struct CreateArgs {
     pub visitor_guid: Option<String>,
     #[arg(long, value_name = "G", allow_hyphen_values = true)]
     pub booking_guid: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap checks every subcommand's definition (unique names, valid groups).
+    #[test]
+    fn the_command_line_definition_is_valid() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -9,7 +9,7 @@ use pinradius::cli::{
 };
 use pinradius::clock::SystemClock;
 use pinradius::commands::people::{self, CustomerInput, VisitorInput};
-use pinradius::commands::{self, CommandError, Field, sessions, tokens};
+use pinradius::commands::{self, CommandError, Field, sessions, token_edits, tokens};
 use pinradius::config::Config;
 use pinradius::server::Server;
 use pinradius::store::Store;
@@ -215,9 +215,36 @@ fn run(cli: Cli) -> Result<()> {
                     now,
                     &config.login_rules(),
                 )?,
-                TokenCommand::Revoke { code, business_id } => {
-                    tokens::revoke(&store, &code, business(business_id)?, now)? + "\n"
+                TokenCommand::Revoke {
+                    code,
+                    business_id,
+                    force,
+                } => token_edits::revoke(&store, &code, business(business_id)?, force, now)? + "\n",
+                TokenCommand::Update {
+                    code,
+                    changes,
+                    force,
+                } => {
+                    let business_id = business(changes.business_id.clone())?;
+                    token_edits::update(
+                        &store,
+                        &code,
+                        business_id,
+                        &update_input(changes),
+                        force,
+                        now,
+                    )? + "\n"
                 }
+                TokenCommand::Delete {
+                    code,
+                    business_id,
+                    force,
+                } => token_edits::delete(&store, &code, business(business_id)?, force, now)? + "\n",
+                TokenCommand::Unbind {
+                    code,
+                    mac,
+                    business_id,
+                } => token_edits::unbind(&store, &code, &mac, business(business_id)?)? + "\n",
                 TokenCommand::Import { file } => {
                     let f = std::fs::File::open(&file)
                         .with_context(|| format!("cannot open {}", file.display()))?;
@@ -375,6 +402,23 @@ fn bench(a: &pinradius::cli::BenchArgs, load: pinradius::bench::Load) -> Result<
         println!("{report}");
     }
     Ok(())
+}
+
+/// The fields `token update` was given (`--business-id` only picks the token).
+fn update_input(a: pinradius::cli::UpdateArgs) -> tokens::TokenInput {
+    tokens::TokenInput {
+        business_id: None,
+        access_code: a.new_code,
+        minutes_included: a.minutes,
+        description: a.description,
+        valid_from: a.valid_from,
+        valid_to: a.valid_to,
+        user_limit: a.user_limit,
+        device_limit: a.device_limit,
+        mac_address: a.mac,
+        booking_guid: a.booking_guid,
+        visitor_guid: a.visitor_guid,
+    }
 }
 
 fn create_input(a: CreateArgs) -> tokens::TokenInput {

@@ -541,3 +541,66 @@ fn signed_webhooks_are_applied_by_reading_the_record_again() {
     assert_eq!(post_webhook(http, deleted, &sign(deleted)), 200);
     eventually("the deleted visitor's code is gone", || !exists("13579"));
 }
+
+#[test]
+fn platform_tokens_are_changed_at_the_platform_and_local_edits_work() {
+    let (addr, platform) = start_platform();
+    platform.lock().unwrap().put_token(101, "48213", 60);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), addr, "");
+    sync(&config, &["run"]);
+    // Edits of a token that came from the platform are refused, naming it; --force
+    // overrides.
+    for args in [
+        vec!["token", "update", "48213", "--minutes", "5"],
+        vec!["token", "delete", "48213"],
+        vec!["token", "revoke", "48213"],
+    ] {
+        let out = cli(&config, &args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            stderr(&out).contains("came from Nexudus (accesstokens 101)"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let out = cli(
+        &config,
+        &["token", "update", "48213", "--minutes", "5", "--force"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&cli(&config, &["token", "show", "48213"])).contains("minutes_included: 5"));
+    // A local token: updated, a device unbound, deleted, revoked and created again.
+    create_token(&config, "55555", 30);
+    let out = cli(
+        &config,
+        &[
+            "token",
+            "update",
+            "55555",
+            "--new-code",
+            "55556",
+            "--valid-to",
+            "2030-01-01T00:00:00Z",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&cli(&config, &["token", "show", "55556"])).contains("2030-01-01"));
+    let bad = cli(&config, &["token", "update", "55556", "--minutes", "zero"]);
+    assert!(
+        !bad.status.success() && stderr(&bad).contains("minutes"),
+        "{}",
+        stderr(&bad)
+    );
+    let unbind = cli(&config, &["token", "unbind", "55556", "aa:bb:cc:dd:ee:ff"]);
+    assert!(
+        !unbind.status.success() && stderr(&unbind).contains("AA:BB:CC:DD:EE:FF"),
+        "{}",
+        stderr(&unbind)
+    );
+    assert!(cli(&config, &["token", "revoke", "55556"]).status.success());
+    create_token(&config, "55556", 45);
+    assert!(stdout(&cli(&config, &["token", "show", "55556"])).contains("minutes_included: 45"));
+    assert!(cli(&config, &["token", "delete", "55556"]).status.success());
+    create_token(&config, "55556", 15);
+}

@@ -5,6 +5,7 @@ pub mod lockouts;
 pub mod people;
 pub mod sessions;
 pub mod sync;
+pub mod token_edits;
 pub mod tokens;
 
 use crate::store::StoreError;
@@ -164,6 +165,14 @@ pub enum CommandError {
     },
     #[error("code {code} exists in businesses {businesses:?}; add --business-id")]
     Ambiguous { code: String, businesses: Vec<i64> },
+    #[error(
+        "code {code} came from Nexudus ({entity} {platform_id}): change it there, or add --force (the next full sync puts the platform's version back)"
+    )]
+    FromPlatform {
+        code: String,
+        entity: String,
+        platform_id: i64,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

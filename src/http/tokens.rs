@@ -379,6 +379,14 @@ pub(super) async fn delete(
                 format!("is the PIN token of customer {customer}; deactivate the customer instead"),
             )));
         }
+        if let Some((entity, platform_id)) = c.store.platform_source(id)? {
+            return Ok(Err(one_error(
+                StatusCode::CONFLICT,
+                "Id",
+                json!(id),
+                format!("came from Nexudus ({entity} {platform_id}): delete it there"),
+            )));
+        }
         if !c.store.delete_token(id, c.clock.now())? {
             return Ok(Err(not_found(id)));
         }

@@ -107,6 +107,19 @@ impl Store {
         })
     }
 
+    /// Forgets that `mac` is bound to the token (a phone that changed its MAC address
+    /// frees its place). False when it was not bound.
+    pub fn unbind_device(&self, token_id: i64, mac: Mac) -> Result<bool, StoreError> {
+        self.with_conn(|conn| {
+            conn.execute(
+                "DELETE FROM device_bindings WHERE token_id = ?1 AND mac = ?2",
+                params![token_id, mac.to_string()],
+            )
+            .map(|n| n == 1)
+            .map_err(|e| self.sql(e))
+        })
+    }
+
     /// Binds `mac` to the token unless `device_limit` distinct devices are already
     /// bound. Count and insert happen in one `BEGIN IMMEDIATE` transaction, so of
     /// several devices racing for the last place exactly one wins, across threads and

@@ -3,9 +3,9 @@
 //! One code, one owner still holds: a platform record whose code a local record
 //! already owns is a clash, counted and left alone, never an overwrite.
 
-use super::tokens::{Fail, code_owner, insert_token, token_fields, token_in};
+use super::tokens::{Fail, code_owner, insert_token, token_in, update_token_in};
 use super::{Store, StoreError, from_ms, ms};
-use crate::model::{NewAccessToken, mask_code};
+use crate::model::NewAccessToken;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -87,57 +87,6 @@ pub(super) fn link(
     Ok(())
 }
 
-/// Writes `token`'s fields over the local token `id`; true when anything changed. A
-/// new code must be free (its only owner may be the token itself).
-fn update_token(
-    conn: &Connection,
-    id: i64,
-    t: &NewAccessToken,
-    now: DateTime<Utc>,
-) -> Result<bool, Fail> {
-    let Some(current) = token_in(conn, id)? else {
-        return Ok(false);
-    };
-    let same = current.business_id == t.business_id
-        && current.access_code == t.access_code
-        && current.minutes_included == t.minutes_included
-        && current.description == t.description
-        && current.valid_from == t.valid_from
-        && current.valid_to == t.valid_to
-        && current.user_limit == t.user_limit
-        && current.device_limit == t.device_limit
-        && current.mac_address == t.mac_address
-        && current.booking_guid == t.booking_guid
-        && current.visitor_guid == t.visitor_guid;
-    if same {
-        return Ok(false);
-    }
-    let code_changed = current.access_code != t.access_code || current.business_id != t.business_id;
-    if code_changed
-        && let Some(owner) = code_owner(conn, t.business_id, &t.access_code)?
-        && owner != format!("token {id}")
-    {
-        return Err(Fail::Store(StoreError::CodeTaken {
-            business_id: t.business_id,
-            code: mask_code(&t.access_code),
-            owner,
-        }));
-    }
-    conn.prepare_cached(
-        "UPDATE access_tokens SET business_id = ?1, access_code = ?2, minutes_included = ?3, description = ?4, \
-         valid_from = ?5, valid_to = ?6, user_limit = ?7, device_limit = ?8, mac_address = ?9, booking_guid = ?10, \
-         visitor_guid = ?11 WHERE id = ?12",
-    )?
-    .execute(rusqlite::params_from_iter(
-        token_fields(t).into_iter().chain([rusqlite::types::Value::from(id)]),
-    ))?;
-    if code_changed {
-        // Sessions logged in with the old code end with it.
-        super::disconnects::queue_for_token(conn, id, "changed", now)?;
-    }
-    Ok(true)
-}
-
 impl Store {
     /// Creates or updates the local token of the platform's access token
     /// `platform_id`, in one transaction.
@@ -151,14 +100,16 @@ impl Store {
         let outcome = self.write(|tx| {
             let linked = linked(tx, ACCESS_TOKENS, platform_id)?.and_then(|(_, token)| token);
             let applied = match linked {
-                Some(id) if token_in(tx, id)?.is_some() => match update_token(tx, id, token, now) {
-                    Ok(true) => Applied::Updated(id),
-                    Ok(false) => Applied::Unchanged(id),
-                    Err(Fail::Store(StoreError::CodeTaken { owner, .. })) => {
-                        return Ok(Applied::Clash { owner });
+                Some(id) if token_in(tx, id)?.is_some() => {
+                    match update_token_in(tx, id, token, now) {
+                        Ok(true) => Applied::Updated(id),
+                        Ok(false) => Applied::Unchanged(id),
+                        Err(Fail::Store(StoreError::CodeTaken { owner, .. })) => {
+                            return Ok(Applied::Clash { owner });
+                        }
+                        Err(e) => return Err(e),
                     }
-                    Err(e) => return Err(e),
-                },
+                }
                 _ => {
                     if let Some(owner) = code_owner(tx, token.business_id, &token.access_code)? {
                         return Ok(Applied::Clash { owner });

@@ -286,6 +286,18 @@ impl Store {
         })
     }
 
+    /// Writes `token`'s fields over token `id` in one transaction; false when nothing
+    /// changed. A new code must be free; a changed code disconnects the sessions
+    /// logged in with the old one.
+    pub fn update_token(
+        &self,
+        id: i64,
+        token: &NewAccessToken,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.write(|tx| update_token_in(tx, id, token, now))
+    }
+
     pub fn token_by_id(&self, id: i64) -> Result<Option<AccessToken>, StoreError> {
         self.with_conn(|conn| token_in(conn, id).map_err(|e| self.sql_or(e)))
     }
@@ -337,6 +349,57 @@ pub(super) fn token_in(conn: &Connection, id: i64) -> Result<Option<AccessToken>
     Ok(row.map(TokenRow::into_token).transpose()?)
 }
 
+/// Writes `token`'s fields over the local token `id`; true when anything changed. A
+/// new code must be free (its only owner may be the token itself).
+pub(super) fn update_token_in(
+    conn: &Connection,
+    id: i64,
+    t: &NewAccessToken,
+    now: DateTime<Utc>,
+) -> Result<bool, Fail> {
+    let Some(current) = token_in(conn, id)? else {
+        return Ok(false);
+    };
+    let same = current.business_id == t.business_id
+        && current.access_code == t.access_code
+        && current.minutes_included == t.minutes_included
+        && current.description == t.description
+        && current.valid_from == t.valid_from
+        && current.valid_to == t.valid_to
+        && current.user_limit == t.user_limit
+        && current.device_limit == t.device_limit
+        && current.mac_address == t.mac_address
+        && current.booking_guid == t.booking_guid
+        && current.visitor_guid == t.visitor_guid;
+    if same {
+        return Ok(false);
+    }
+    let code_changed = current.access_code != t.access_code || current.business_id != t.business_id;
+    if code_changed
+        && let Some(owner) = code_owner(conn, t.business_id, &t.access_code)?
+        && owner != format!("token {id}")
+    {
+        return Err(Fail::Store(StoreError::CodeTaken {
+            business_id: t.business_id,
+            code: mask_code(&t.access_code),
+            owner,
+        }));
+    }
+    conn.prepare_cached(
+        "UPDATE access_tokens SET business_id = ?1, access_code = ?2, minutes_included = ?3, description = ?4, \
+         valid_from = ?5, valid_to = ?6, user_limit = ?7, device_limit = ?8, mac_address = ?9, booking_guid = ?10, \
+         visitor_guid = ?11 WHERE id = ?12",
+    )?
+    .execute(rusqlite::params_from_iter(
+        token_fields(t).into_iter().chain([rusqlite::types::Value::from(id)]),
+    ))?;
+    if code_changed {
+        // Sessions logged in with the old code end with it.
+        super::disconnects::queue_for_token(conn, id, "changed", now)?;
+    }
+    Ok(true)
+}
+
 /// Who holds `code` in the business: a token, a visitor's PIN or a customer's PIN
 /// (SPEC 1: one code, one owner). Call inside the write transaction that
 /// then writes the code, so the check and the write are one atomic step.
@@ -354,12 +417,18 @@ pub(super) fn code_owner(
     .optional()
 }
 
-/// Errors with [`StoreError::CodeTaken`] when `code` already has an owner.
+/// Errors with [`StoreError::CodeTaken`] when `code` already has an owner. A revoked
+/// token is no owner: it is deleted so its code can be created again (its sessions
+/// were disconnected when it was revoked).
 pub(super) fn ensure_code_free(
     conn: &Connection,
     business_id: i64,
     code: &str,
 ) -> Result<(), Fail> {
+    conn.prepare_cached(
+        "DELETE FROM access_tokens WHERE business_id = ?1 AND access_code = ?2 AND revoked_at IS NOT NULL",
+    )?
+    .execute(params![business_id, code])?;
     match code_owner(conn, business_id, code)? {
         None => Ok(()),
         Some(owner) => Err(Fail::Store(StoreError::CodeTaken {
