@@ -391,22 +391,8 @@ pub struct UpdateArgs {
     pub new_code: Option<String>,
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub minutes: Option<String>,
-    #[arg(long, value_name = "T", allow_hyphen_values = true)]
-    pub valid_from: Option<String>,
-    #[arg(long, value_name = "T", allow_hyphen_values = true)]
-    pub valid_to: Option<String>,
-    #[arg(long, value_name = "N", allow_hyphen_values = true)]
-    pub user_limit: Option<String>,
-    #[arg(long, value_name = "N", allow_hyphen_values = true)]
-    pub device_limit: Option<String>,
-    #[arg(long, allow_hyphen_values = true)]
-    pub mac: Option<String>,
-    #[arg(long, allow_hyphen_values = true)]
-    pub description: Option<String>,
-    #[arg(long, value_name = "G", allow_hyphen_values = true)]
-    pub visitor_guid: Option<String>,
-    #[arg(long, value_name = "G", allow_hyphen_values = true)]
-    pub booking_guid: Option<String>,
+    #[command(flatten)]
+    pub fields: TokenFields,
 }
 
 #[derive(Debug, Args)]
@@ -419,6 +405,13 @@ pub struct CreateArgs {
     /// Minutes of access included, summed over all sessions.
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub minutes: String,
+    #[command(flatten)]
+    pub fields: TokenFields,
+}
+
+/// A token's optional fields, shared by `token create` and `token update`.
+#[derive(Debug, Args)]
+pub struct TokenFields {
     /// Usable from (RFC 3339, e.g. 2026-11-23T09:00:00Z).
     #[arg(long, value_name = "T", allow_hyphen_values = true)]
     pub valid_from: Option<String>,

@@ -406,34 +406,31 @@ fn bench(a: &pinradius::cli::BenchArgs, load: pinradius::bench::Load) -> Result<
 
 /// The fields `token update` was given (`--business-id` only picks the token).
 fn update_input(a: pinradius::cli::UpdateArgs) -> tokens::TokenInput {
-    tokens::TokenInput {
-        business_id: None,
-        access_code: a.new_code,
-        minutes_included: a.minutes,
-        description: a.description,
-        valid_from: a.valid_from,
-        valid_to: a.valid_to,
-        user_limit: a.user_limit,
-        device_limit: a.device_limit,
-        mac_address: a.mac,
-        booking_guid: a.booking_guid,
-        visitor_guid: a.visitor_guid,
-    }
+    token_input(None, a.new_code, a.minutes, a.fields)
 }
 
 fn create_input(a: CreateArgs) -> tokens::TokenInput {
+    token_input(Some(a.business_id), Some(a.code), Some(a.minutes), a.fields)
+}
+
+fn token_input(
+    business_id: Option<String>,
+    access_code: Option<String>,
+    minutes_included: Option<String>,
+    f: pinradius::cli::TokenFields,
+) -> tokens::TokenInput {
     tokens::TokenInput {
-        business_id: Some(a.business_id),
-        access_code: Some(a.code),
-        minutes_included: Some(a.minutes),
-        description: a.description,
-        valid_from: a.valid_from,
-        valid_to: a.valid_to,
-        user_limit: a.user_limit,
-        device_limit: a.device_limit,
-        mac_address: a.mac,
-        booking_guid: a.booking_guid,
-        visitor_guid: a.visitor_guid,
+        business_id,
+        access_code,
+        minutes_included,
+        description: f.description,
+        valid_from: f.valid_from,
+        valid_to: f.valid_to,
+        user_limit: f.user_limit,
+        device_limit: f.device_limit,
+        mac_address: f.mac,
+        booking_guid: f.booking_guid,
+        visitor_guid: f.visitor_guid,
     }
 }
 

@@ -9,15 +9,21 @@ use crate::model::{AccessToken, mask_code};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 
-/// Refuses to edit a token that came from the platform, unless `force`.
-fn local_only(store: &Store, token: &AccessToken, force: bool) -> Result<(), CommandError> {
+/// The token `code` names, refused when it came from the platform, unless `force`.
+fn editable(
+    store: &Store,
+    code: &str,
+    business_id: Option<i64>,
+    force: bool,
+) -> Result<AccessToken, CommandError> {
+    let token = find(store, code, business_id)?;
     match store.platform_source(token.id)? {
         Some((entity, platform_id)) if !force => Err(CommandError::FromPlatform {
             code: mask_code(&token.access_code),
             entity,
             platform_id,
         }),
-        _ => Ok(()),
+        _ => Ok(token),
     }
 }
 
@@ -49,8 +55,7 @@ pub fn update(
     force: bool,
     now: DateTime<Utc>,
 ) -> Result<String, CommandError> {
-    let token = find(store, code, business_id)?;
-    local_only(store, &token, force)?;
+    let token = editable(store, code, business_id, force)?;
     let mut input = as_input(&token);
     let overlay = |mine: &mut Option<String>, given: &Option<String>| {
         if given.is_some() {
@@ -84,8 +89,7 @@ pub fn delete(
     force: bool,
     now: DateTime<Utc>,
 ) -> Result<String, CommandError> {
-    let token = find(store, code, business_id)?;
-    local_only(store, &token, force)?;
+    let token = editable(store, code, business_id, force)?;
     store.delete_token(token.id, now)?;
     Ok(format!(
         "deleted token {} ({})",
@@ -121,7 +125,6 @@ pub fn revoke(
     force: bool,
     now: DateTime<Utc>,
 ) -> Result<String, CommandError> {
-    let token = find(store, code, business_id)?;
-    local_only(store, &token, force)?;
+    editable(store, code, business_id, force)?;
     super::tokens::revoke(store, code, business_id, now)
 }
