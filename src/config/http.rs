@@ -29,18 +29,27 @@ pub struct ApiKeySection {
 pub enum Role {
     Create,
     Read,
+    /// Change a token (`PUT`).
+    Edit,
     Delete,
     /// "A full unrestricted administrator": every route.
     Admin,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Create, Role::Read, Role::Delete, Role::Admin];
+    pub const ALL: [Role; 5] = [
+        Role::Create,
+        Role::Read,
+        Role::Edit,
+        Role::Delete,
+        Role::Admin,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Create => "AccessToken-Create",
             Self::Read => "AccessToken-Read",
+            Self::Edit => "AccessToken-Edit",
             Self::Delete => "AccessToken-Delete",
             Self::Admin => "Admin",
         }

@@ -37,7 +37,7 @@ pub fn router(ctx: Arc<Context>) -> Router {
         )
         .route(
             "/api/spaces/accesstokens/{id}",
-            get(tokens::read).delete(tokens::delete),
+            get(tokens::read).put(tokens::update).delete(tokens::delete),
         )
         .route(
             "/api/webhooks/nexudus",

@@ -66,6 +66,13 @@ pub fn spec() -> Value {
         "AccessToken-Delete",
     );
     delete_responses["404"] = error_response("No token with this Id");
+    delete_responses["409"] = error_response("The token came from Nexudus: delete it there");
+    let mut update_responses = auth_errors(
+        envelope_response("Updated", json!({ "$ref": "#/components/schemas/IdValue" })),
+        "AccessToken-Edit",
+    );
+    update_responses["404"] = error_response("No token with this Id");
+    update_responses["409"] = error_response("The token came from Nexudus: change it there");
     json!({
         "openapi": "3.0.3",
         "info": {
@@ -108,6 +115,15 @@ pub fn spec() -> Value {
                     "operationId": "readAccessToken",
                     "parameters": [id_param.clone()],
                     "responses": read_responses
+                },
+                "put": {
+                    "summary": "Replace an access token's fields (validated as on create); a changed code disconnects the sessions of the old one",
+                    "operationId": "updateAccessToken",
+                    "parameters": [id_param.clone()],
+                    "requestBody": { "required": true, "content": { "application/json": {
+                        "schema": { "$ref": "#/components/schemas/NewAccessToken" }
+                    }}},
+                    "responses": update_responses
                 },
                 "delete": {
                     "summary": "Delete an access token; its open sessions are disconnected (RFC 5176)",
@@ -230,6 +246,7 @@ mod tests {
         assert!(paths["/api/spaces/accesstokens"]["get"].is_object());
         assert!(paths["/api/spaces/accesstokens/{id}"]["get"]["responses"]["404"].is_object());
         assert!(paths["/api/spaces/accesstokens/{id}"]["delete"].is_object());
+        assert!(paths["/api/spaces/accesstokens/{id}"]["put"]["responses"]["409"].is_object());
         assert_eq!(
             spec["components"]["schemas"]["NewAccessToken"]["required"],
             serde_json::json!(["BusinessId", "AccessCode", "MinutesIncluded"])

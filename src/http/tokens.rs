@@ -139,37 +139,70 @@ pub(super) async fn create(
         Ok(k) => k,
         Err(e) => return respond(&ctx, ROUTE, e),
     };
-    let object = match serde_json::from_slice::<Value>(&body) {
+    let (token, attempted_code) = match token_of_body(&body) {
+        Ok(t) => t,
+        Err(e) => return respond(&ctx, ROUTE, e),
+    };
+    let created = blocking(&ctx, move |c| c.store.create_token(&token, c.clock.now())).await;
+    let envelope = match created {
+        Err(e) => e,
+        Ok(Ok(id)) => {
+            tracing::info!(key = %key.name, token = id, "API: access token created");
+            success(
+                &ctx,
+                "AccessToken was successfully created.",
+                json!({ "Id": id }),
+                &key.name,
+            )
+        }
+        Ok(Err(e)) => write_failure(e, attempted_code),
+    };
+    respond(&ctx, ROUTE, envelope)
+}
+
+/// A failed create or update: a taken code names the AccessCode attempted.
+fn write_failure(e: StoreError, attempted_code: Value) -> (StatusCode, Value) {
+    match e {
+        StoreError::CodeTaken {
+            business_id, owner, ..
+        } => one_error(
+            StatusCode::BAD_REQUEST,
+            "AccessCode",
+            attempted_code,
+            format!("is already used by {owner} in business {business_id}"),
+        ),
+        e => store_error(&e),
+    }
+}
+
+/// A token from a request body in the seed's shape (POST and PUT alike), with the
+/// AccessCode as attempted (for a clash's error); or the error envelope.
+fn token_of_body(
+    body: &[u8],
+) -> Result<(crate::model::NewAccessToken, Value), (StatusCode, Value)> {
+    let object = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(o)) => o,
         Ok(other) => {
-            return respond(
-                &ctx,
-                ROUTE,
-                one_error(
-                    StatusCode::BAD_REQUEST,
-                    "Body",
-                    other,
-                    "must be a JSON object with the token's properties",
-                ),
-            );
+            return Err(one_error(
+                StatusCode::BAD_REQUEST,
+                "Body",
+                other,
+                "must be a JSON object with the token's properties",
+            ));
         }
         Err(e) => {
-            return respond(
-                &ctx,
-                ROUTE,
-                one_error(
-                    StatusCode::BAD_REQUEST,
-                    "Body",
-                    Value::String(String::from_utf8_lossy(&body).chars().take(200).collect()),
-                    format!("is not valid JSON: {e}"),
-                ),
-            );
+            return Err(one_error(
+                StatusCode::BAD_REQUEST,
+                "Body",
+                Value::String(String::from_utf8_lossy(body).chars().take(200).collect()),
+                format!("is not valid JSON: {e}"),
+            ));
         }
     };
     let (input, attempted, mut errors) = input_of(&object);
     let token = match token_commands::parse(&input) {
         Ok(t) if errors.is_empty() => t,
-        Ok(_) => return respond(&ctx, ROUTE, failure(StatusCode::BAD_REQUEST, &errors)),
+        Ok(_) => return Err(failure(StatusCode::BAD_REQUEST, &errors)),
         Err(field_errors) => {
             for e in field_errors {
                 let property = e.field.api_name();
@@ -183,34 +216,65 @@ pub(super) async fn create(
                     message: e.message,
                 });
             }
-            return respond(&ctx, ROUTE, failure(StatusCode::BAD_REQUEST, &errors));
+            return Err(failure(StatusCode::BAD_REQUEST, &errors));
         }
     };
     let attempted_code = attempted
         .get(Field::AccessCode.api_name())
         .cloned()
         .unwrap_or(Value::Null);
-    let created = blocking(&ctx, move |c| c.store.create_token(&token, c.clock.now())).await;
-    let envelope = match created {
+    Ok((token, attempted_code))
+}
+
+/// `PUT /api/spaces/accesstokens/{id}` (role AccessToken-Edit): replaces the token's
+/// fields, with the same validation and envelope as POST. A token from Nexudus is
+/// changed there (409). A changed code disconnects the sessions of the old one.
+pub(super) async fn update(
+    State(ctx): State<Arc<Context>>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    body: Bytes,
+) -> Response {
+    const ROUTE: &str = "update";
+    let (key, id) =
+        match authorize(&ctx, &headers, Role::Edit).and_then(|k| Ok((k, parse_id(&raw)?))) {
+            Ok(v) => v,
+            Err(e) => return respond(&ctx, ROUTE, e),
+        };
+    let (token, attempted_code) = match token_of_body(&body) {
+        Ok(t) => t,
+        Err(e) => return respond(&ctx, ROUTE, e),
+    };
+    let updated = blocking(&ctx, move |c| {
+        if c.store.token_by_id(id)?.is_none() {
+            return Ok(Err(not_found(id)));
+        }
+        if let Some((entity, platform_id)) = c.store.platform_source(id)? {
+            return Ok(Err(one_error(
+                StatusCode::CONFLICT,
+                "Id",
+                json!(id),
+                format!("came from Nexudus ({entity} {platform_id}): change it there"),
+            )));
+        }
+        let changed = c.store.update_token(id, &token, c.clock.now())?;
+        c.disconnect_wake.notify_one();
+        Ok::<_, StoreError>(Ok(changed))
+    })
+    .await;
+    let envelope = match updated {
         Err(e) => e,
-        Ok(Ok(id)) => {
-            tracing::info!(key = %key.name, token = id, "API: access token created");
+        Ok(Ok(Err(e))) => e,
+        Ok(Ok(Ok(_))) => {
+            tracing::info!(key = %key.name, token = id, "API: access token updated");
             success(
                 &ctx,
-                "AccessToken was successfully created.",
+                "AccessToken was successfully updated.",
                 json!({ "Id": id }),
                 &key.name,
             )
         }
-        Ok(Err(StoreError::CodeTaken {
-            business_id, owner, ..
-        })) => one_error(
-            StatusCode::BAD_REQUEST,
-            "AccessCode",
-            attempted_code,
-            format!("is already used by {owner} in business {business_id}"),
-        ),
-        Ok(Err(e)) => store_error(&e),
+        Ok(Err(e)) => write_failure(e, attempted_code),
     };
     respond(&ctx, ROUTE, envelope)
 }

@@ -42,6 +42,13 @@ pub async fn call(
                 }
                 r.send(b)
             }
+            ("PUT", Some(b)) => {
+                let mut r = agent.put(&url).content_type("application/json");
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.send(b)
+            }
             ("DELETE", _) => {
                 let mut r = agent.delete(&url);
                 if let Some(a) = &auth {
@@ -515,5 +522,56 @@ async fn metrics_count_the_traffic() {
         "{text}"
     );
     assert!(text.ends_with("# EOF\n"));
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_replaces_a_token_with_the_same_validation_as_post() {
+    let h = Harness::start(&http_config()).await;
+    let (status, v) = create(
+        &h,
+        json!({"BusinessId": 1, "AccessCode": "48213", "MinutesIncluded": 60}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let id = v["Value"]["Id"].as_i64().unwrap();
+    let path = format!("/api/spaces/accesstokens/{id}");
+    let body =
+        json!({"BusinessId": 1, "AccessCode": "48214", "MinutesIncluded": 90, "UserLimit": 2});
+    // The create-only key may not edit.
+    let (status, _, _) = call(&h, "PUT", &path, Some(CREATE), Some(body.to_string())).await;
+    assert_eq!(status, 403);
+    let (status, v, _) = call(&h, "PUT", &path, Some(ADMIN), Some(body.to_string())).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["WasSuccessful"], true);
+    let t = h.store.token_by_id(id).unwrap().unwrap();
+    assert_eq!(
+        (t.access_code.as_str(), t.minutes_included, t.user_limit),
+        ("48214", 90, Some(2))
+    );
+    // Bad input: 400 naming the property, nothing changed.
+    let bad = json!({"BusinessId": 1, "AccessCode": "48214", "MinutesIncluded": 0});
+    let (status, v, _) = call(&h, "PUT", &path, Some(ADMIN), Some(bad.to_string())).await;
+    assert_eq!(status, 400);
+    assert!(
+        v["Message"]
+            .as_str()
+            .unwrap()
+            .starts_with("MinutesIncluded"),
+        "{v}"
+    );
+    assert_eq!(
+        h.store.token_by_id(id).unwrap().unwrap().minutes_included,
+        90
+    );
+    let (status, _, _) = call(
+        &h,
+        "PUT",
+        "/api/spaces/accesstokens/99999",
+        Some(ADMIN),
+        Some(body.to_string()),
+    )
+    .await;
+    assert_eq!(status, 404);
     h.stop().await;
 }
