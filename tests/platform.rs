@@ -604,3 +604,42 @@ fn platform_tokens_are_changed_at_the_platform_and_local_edits_work() {
     assert!(cli(&config, &["token", "delete", "55556"]).status.success());
     create_token(&config, "55556", 15);
 }
+
+#[test]
+fn window_starts_picks_when_a_platform_visitors_window_starts() {
+    let (addr, platform) = start_platform();
+    // Expected 09:00, checked in at the platform at 09:15; asked at 09:30.
+    platform
+        .lock()
+        .unwrap()
+        .put_visitor(9, "13579", Some("2026-11-30T09:15:00"));
+    for (mode, seconds_left) in [
+        ("arrival", "2700"),
+        ("expected_arrival", "1800"),
+        ("first_login", "3600"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(
+            dir.path(),
+            addr,
+            &format!("[visitors]\nwindow_starts = \"{mode}\"\n"),
+        );
+        sync(&config, &["run"]);
+        let out = stdout(&cli(
+            &config,
+            &[
+                "token",
+                "explain",
+                "13579",
+                "--mac",
+                "aa:bb:cc:00:00:01",
+                "--at",
+                "2026-11-30T09:30:00Z",
+            ],
+        ));
+        assert!(
+            out.contains("ACCEPT") && out.contains(seconds_left),
+            "{mode}: {out}"
+        );
+    }
+}

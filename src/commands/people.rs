@@ -118,7 +118,16 @@ pub fn register_visitor(
             minutes: settings.default_minutes as u32,
             max_devices: settings.max_devices as u32,
         });
-    Ok(store.register_visitor(&visitor, &new_guid(), token, now, &mut random_pin)?)
+    let expected_arrival = visitor.expected_arrival;
+    let registered = store.register_visitor(&visitor, &new_guid(), token, now, &mut random_pin)?;
+    // `window_starts = "expected_arrival"`: the window runs from the expected arrival.
+    match (settings.window_starts, expected_arrival) {
+        (crate::config::WindowStart::ExpectedArrival, Some(at)) => {
+            store.check_in_visitor(&registered.guid, at)?;
+            Ok(store.visitor(&registered.guid)?.unwrap_or(registered))
+        }
+        _ => Ok(registered),
+    }
 }
 
 pub fn render_registered(v: &Visitor, json: bool) -> String {

@@ -22,7 +22,7 @@ pub use lockout::LockoutSection;
 pub use nexudus::{NexudusConfig, NexudusSection};
 pub use reply::ReplySection;
 pub use server::ServerSection;
-pub use visitors::{CustomerSettings, VisitorSettings};
+pub use visitors::{CustomerSettings, VisitorSettings, WindowStart};
 
 use crate::protocol::{Dictionary, DictionaryError};
 use clients::{encode_attributes, validate_clients};

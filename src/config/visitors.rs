@@ -18,6 +18,20 @@ pub struct VisitorSettings {
     /// A visitor not yet checked in is checked in by the first accepted Wi-Fi login;
     /// when false such a login is rejected until an admin checks the visitor in.
     pub check_in_on_first_login: bool,
+    /// When a visitor's window starts: at check-in (`arrival`, the platform's current
+    /// help), at the expected arrival (`expected_arrival`, an older help page), or at
+    /// the first Wi-Fi login (`first_login`: check-ins at the platform are not taken).
+    pub window_starts: WindowStart,
+}
+
+/// `[visitors] window_starts`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowStart {
+    #[default]
+    Arrival,
+    ExpectedArrival,
+    FirstLogin,
 }
 
 impl Default for VisitorSettings {
@@ -27,6 +41,7 @@ impl Default for VisitorSettings {
             default_minutes: 60,
             max_devices: 2,
             check_in_on_first_login: true,
+            window_starts: WindowStart::Arrival,
         }
     }
 }
@@ -76,7 +91,15 @@ fn devices(key: &str, v: i64) -> Result<(), ConfigError> {
 impl VisitorSettings {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         minutes("visitors.default_minutes", self.default_minutes)?;
-        devices("visitors.max_devices", self.max_devices)
+        devices("visitors.max_devices", self.max_devices)?;
+        if self.window_starts == WindowStart::FirstLogin && !self.check_in_on_first_login {
+            return Err(invalid(
+                "visitors.window_starts",
+                "first_login",
+                "needs visitors.check_in_on_first_login = true (the first login is the check-in)",
+            ));
+        }
+        Ok(())
     }
 }
 

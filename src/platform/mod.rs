@@ -76,6 +76,8 @@ pub struct Sync {
     member_minutes: u32,
     /// A visitor's token (`[visitors]`), when tokens are generated for visitors.
     visitor_token: Option<VisitorTokenSettings>,
+    /// Where a visitor's window starts (`[visitors] window_starts`).
+    window_starts: crate::config::WindowStart,
 }
 
 impl Sync {
@@ -95,6 +97,7 @@ impl Sync {
                     minutes: u32::try_from(config.visitors.default_minutes).unwrap_or(60),
                     max_devices: u32::try_from(config.visitors.max_devices).unwrap_or(1),
                 }),
+            window_starts: config.visitors.window_starts,
         })
     }
 
@@ -250,9 +253,17 @@ impl Sync {
                     .map_err(Err)
             }
             VISITORS => {
-                let Some(visitor) = records::visitor(record).map_err(Ok)? else {
+                let Some(mut visitor) = records::visitor(record).map_err(Ok)? else {
                     return Ok(None);
                 };
+                // The window's start, as `[visitors] window_starts` says.
+                match self.window_starts {
+                    crate::config::WindowStart::Arrival => {}
+                    crate::config::WindowStart::ExpectedArrival => {
+                        visitor.arrived_at = visitor.expected_arrival.or(visitor.arrived_at);
+                    }
+                    crate::config::WindowStart::FirstLogin => visitor.arrived_at = None,
+                }
                 if !ours(visitor.business_id) {
                     return Ok(None);
                 }
