@@ -643,3 +643,73 @@ fn window_starts_picks_when_a_platform_visitors_window_starts() {
         );
     }
 }
+
+#[test]
+fn a_platform_member_logs_in_by_pin_and_by_email_and_a_pin_change_by_webhook_ends_the_session() {
+    const SECRET: &str = "webhook-secret-0123456789";
+    let Some(rc) = common::radclient() else {
+        return;
+    };
+    let (addr, platform) = start_platform();
+    platform
+        .lock()
+        .unwrap()
+        .put_member(5, "24680", "Grace@Example.org", true);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        addr,
+        &format!("webhook_secret = \"{SECRET}\"\n[http]\nlisten = \"127.0.0.1:0\"\n"),
+    );
+    let server = serve(&config);
+    let line = server.wait_for_log("pinradius listening");
+    let http: SocketAddr = line
+        .split("http=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    server.wait_for_log("platform sync: coworkers (full): 1 created");
+    let login = |user: &str, pin: &str| {
+        common::radclient_send(
+            &rc,
+            server.auth,
+            "auth",
+            &format!(
+                "User-Name = \"{user}\", User-Password = \"{pin}\", Calling-Station-Id = \"aa-bb-cc-00-00-05\", Message-Authenticator = 0x00"
+            ),
+        )
+    };
+    let (ok, out) = login("24680", "24680");
+    assert!(ok, "by PIN: {out}");
+    let (ok, out) = login("grace@example.org", "24680");
+    assert!(ok, "by email + PIN, another case: {out}");
+    // An open session, then the PIN changes at the platform and the webhook comes.
+    let (ok, out) = common::radclient_send(
+        &rc,
+        server.acct,
+        "acct",
+        "Acct-Status-Type = Start, Acct-Session-Id = \"81a00005\", User-Name = \"24680\", Calling-Station-Id = \"aa-bb-cc-00-00-05\"",
+    );
+    assert!(ok, "{out}");
+    platform
+        .lock()
+        .unwrap()
+        .put_member(5, "97531", "Grace@Example.org", true);
+    let body = r#"[{"Id": 5, "AccessPincode": "97531", "InvoicingBusinessId": 1}]"#;
+    let sign = pinradius::http::webhooks::signature(SECRET.as_bytes(), body.as_bytes());
+    assert_eq!(post_webhook(http, body, &sign), 200);
+    eventually("the old PIN is refused", || !login("24680", "24680").0);
+    assert!(login("97531", "97531").0, "the new PIN works");
+    // The session of the old PIN is to be disconnected.
+    let db = rusqlite::Connection::open(dir.path().join("p.db")).unwrap();
+    let reason: String = db
+        .query_row(
+            "SELECT reason FROM disconnects WHERE acct_session_id = '81a00005'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(reason, "pin_changed");
+}
