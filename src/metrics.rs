@@ -99,6 +99,8 @@ pub struct Metrics {
     pub platform_records: Family<ResultLabel, Counter>,
     /// When the last pull from the platform succeeded (Unix seconds).
     pub platform_last_success: Gauge,
+    /// Seconds since then, as of the scrape (-1 before the first success).
+    pub platform_seconds_since_success: Gauge,
     /// Webhooks received, by result (queued, bad_signature, queue_full, disabled).
     pub webhooks: Family<ResultLabel, Counter>,
     /// Retransmits answered from the cache (RFC 5080), by port.
@@ -139,6 +141,7 @@ impl Metrics {
         let platform_pulls = Family::<ResultLabel, Counter>::default();
         let platform_records = Family::<ResultLabel, Counter>::default();
         let platform_last_success = Gauge::default();
+        let platform_seconds_since_success = Gauge::default();
         let webhooks = Family::<ResultLabel, Counter>::default();
         let retransmits = Family::<PortLabel, Counter>::default();
         let latency = Family::<PortLabel, Histogram>::new_with_constructor(
@@ -201,6 +204,11 @@ impl Metrics {
             platform_last_success.clone(),
         );
         registry.register(
+            "platform_seconds_since_success",
+            "Seconds since the last successful pull from the platform, as of this scrape (-1: none yet)",
+            platform_seconds_since_success.clone(),
+        );
+        registry.register(
             "webhooks",
             "Platform webhooks received, by result",
             webhooks.clone(),
@@ -253,6 +261,7 @@ impl Metrics {
             platform_pulls,
             platform_records,
             platform_last_success,
+            platform_seconds_since_success,
             webhooks,
             retransmits,
             latency,
@@ -293,6 +302,16 @@ impl Metrics {
         if ok {
             self.platform_last_success.set(now.timestamp());
         }
+    }
+
+    /// Sets `platform_seconds_since_success` as of `now` (at each scrape).
+    pub fn platform_staleness(&self, now: chrono::DateTime<chrono::Utc>) {
+        let last = self.platform_last_success.get();
+        self.platform_seconds_since_success.set(if last > 0 {
+            (now.timestamp() - last).max(0)
+        } else {
+            -1
+        });
     }
 
     /// `n` platform records whose applying did `outcome`.

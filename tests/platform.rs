@@ -377,6 +377,15 @@ fn the_platform_down_or_refusing_the_login_is_an_error_and_logins_go_on() {
     let server = serve(&config);
     server.wait_for_log("platform sync failed");
     assert!(cli(&config, &["token", "show", "48213"]).status.success());
+    if let Some(rc) = common::radclient() {
+        let (ok, out) = common::radclient_send(
+            &rc,
+            server.auth,
+            "auth",
+            "User-Name = \"48213\", User-Password = \"48213\", Calling-Station-Id = \"aa-bb-cc-00-00-01\", Message-Authenticator = 0x00",
+        );
+        assert!(ok, "a login while the platform is down: {out}");
+    }
     drop(server);
     // A wrong password is refused with the user named, the password never shown.
     platform.lock().unwrap().down = false;

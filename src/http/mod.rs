@@ -281,6 +281,7 @@ async fn metrics(axum::extract::State(ctx): axum::extract::State<Arc<Context>>) 
         Ok(Err(e)) => tracing::error!(error = %e, "metrics: cannot count open sessions"),
         Err(_) => {}
     }
+    ctx.metrics.platform_staleness(ctx.clock.now());
     (
         StatusCode::OK,
         [(
