@@ -169,8 +169,8 @@ impl Sync {
         Ok(report)
     }
 
-    /// Applies one record of `entity`; its id and `UpdatedOn` when it was readable
-    /// and belongs to a configured business (it then counts as listed).
+    /// Applies one record of `entity`; its id and `UpdatedOn` when it has them (it
+    /// then counts as listed, applied or not).
     pub fn apply(
         &self,
         entity: &str,
@@ -190,9 +190,11 @@ impl Sync {
             Ok(Some(applied)) => applied,
             Ok(None) => return Ok(Some((id, updated))),
             Err(Ok(why)) => {
+                // Still listed: a record the platform has but this server cannot read
+                // is not removed here by a full listing.
                 report.invalid += 1;
                 tracing::warn!("platform {entity} {id} not applied: {why}");
-                return Ok(None);
+                return Ok(Some((id, updated)));
             }
             Err(Err(e)) => return Err(self.local(e)),
         };
