@@ -20,7 +20,11 @@ fn main() {
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+                // The HTTP client logs raw wire bytes at trace (the platform's password
+                // and bearer token among them): never below warn, whatever RUST_LOG says.
+                .add_directive("ureq=warn".parse().expect("a valid directive"))
+                .add_directive("ureq_proto=warn".parse().expect("a valid directive")),
         )
         .with_writer(std::io::stderr);
     match cli.log_format {
@@ -484,9 +488,13 @@ fn serve(config: Config) -> Result<()> {
             .await?;
         stop_sync.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(poller) = poller {
-            // A pull in progress is left to the process's exit after a few seconds.
-            let joined = tokio::task::spawn_blocking(move || poller.join());
-            if tokio::time::timeout(std::time::Duration::from_secs(5), joined).await.is_err() {
+            // A pull in progress is left to the process's exit after a few seconds (the
+            // thread is not joined on a blocking task: the runtime would wait for it).
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while !poller.is_finished() && std::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            if !poller.is_finished() {
                 tracing::warn!("platform sync still busy after 5 s; stopping anyway");
             }
         }

@@ -38,6 +38,9 @@ struct Platform {
     down: bool,
     /// Seconds since the epoch of the next UpdatedOn.
     clock: i64,
+    /// An access token updated right after the first list call (it moves to the end
+    /// of the UpdatedOn order while a pass pages through it).
+    touch_after_list: Option<i64>,
 }
 
 type Shared = Arc<Mutex<Platform>>;
@@ -202,7 +205,18 @@ async fn list(
     if let Err(status) = authorized(&mut p, &headers) {
         return status.into_response();
     }
-    let Some(all) = p.records(&entity) else {
+    if let Some(id) = p.touch_after_list.take() {
+        // Answer this page as it is now, then update the record (below).
+        let answer = list_page(&mut p, &entity, &q);
+        let code = p.tokens[&id]["AccessCode"].as_str().unwrap().to_string();
+        p.put_token(id, &code, 61);
+        return answer;
+    }
+    list_page(&mut p, &entity, &q)
+}
+
+fn list_page(p: &mut Platform, entity: &str, q: &HashMap<String, String>) -> Response {
+    let Some(all) = p.records(entity) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let page: usize = q.get("page").and_then(|v| v.parse().ok()).unwrap_or(1);
@@ -721,4 +735,89 @@ fn a_platform_member_logs_in_by_pin_and_by_email_and_a_pin_change_by_webhook_end
         )
         .unwrap();
     assert_eq!(reason, "pin_changed");
+}
+
+#[test]
+fn a_record_updated_while_a_full_listing_pages_is_not_removed() {
+    let (addr, platform) = start_platform();
+    {
+        let mut p = platform.lock().unwrap();
+        for n in 0..1_001 {
+            p.put_token(1_000 + n, &format!("{:05}", 20_000 + n), 60);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), addr, "");
+    sync(&config, &["run"]);
+    // The first token is updated while the full listing reads page 1: every later
+    // record shifts down one place.
+    platform.lock().unwrap().touch_after_list = Some(1_000);
+    let out = sync(&config, &["run", "--full"]);
+    // (Keyset paging re-reads the records of the second it resumes from: unchanged.)
+    assert!(
+        out.contains("accesstokens (full): 0 created, 1 updated"),
+        "{out}"
+    );
+    assert!(out.contains("unchanged, 0 removed"), "{out}");
+    for code in ["20000", "21000"] {
+        assert!(
+            cli(&config, &["token", "show", code]).status.success(),
+            "{code}"
+        );
+    }
+}
+
+#[test]
+fn a_member_who_leaves_and_comes_back_or_loses_the_pin_and_a_clash_that_clears() {
+    let (addr, platform) = start_platform();
+    platform
+        .lock()
+        .unwrap()
+        .put_member(5, "24680", "grace@example.org", true);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), addr, "");
+    let explain = |code: &str| {
+        stdout(&cli(
+            &config,
+            &["token", "explain", code, "--mac", "aa:bb:cc:00:00:01"],
+        ))
+    };
+    sync(&config, &["run"]);
+    assert!(explain("24680").contains("ACCEPT"));
+    // No longer listed (and not found by Id): deactivated, not deleted...
+    platform.lock().unwrap().coworkers.remove(&5);
+    assert!(
+        sync(&config, &["run", "--full"])
+            .contains("coworkers (full): 0 created, 0 updated, 0 unchanged, 1 removed")
+    );
+    assert!(
+        explain("24680").contains("deactivated"),
+        "{}",
+        explain("24680")
+    );
+    // ... so coming back is the same member, active again.
+    platform
+        .lock()
+        .unwrap()
+        .put_member(5, "24680", "grace@example.org", true);
+    assert!(sync(&config, &["run"]).contains("coworkers: 0 created, 1 updated"));
+    assert!(explain("24680").contains("ACCEPT"));
+    // The PIN cleared at the platform: the old PIN stops working.
+    platform
+        .lock()
+        .unwrap()
+        .put_member(5, "", "grace@example.org", true);
+    sync(&config, &["run"]);
+    assert!(!explain("24680").contains("ACCEPT"), "{}", explain("24680"));
+    // A clash is pulled again on the next pass: once the local owner is gone, the
+    // platform's record arrives.
+    create_token(&config, "55555", 30);
+    platform
+        .lock()
+        .unwrap()
+        .put_member(6, "55555", "ada@example.org", true);
+    assert!(sync(&config, &["run"]).contains("1 clash(es)"));
+    assert!(cli(&config, &["token", "delete", "55555"]).status.success());
+    assert!(sync(&config, &["run"]).contains("coworkers: 1 created"));
+    assert!(explain("55555").contains("ACCEPT"));
 }

@@ -173,6 +173,10 @@ pub enum CommandError {
         entity: String,
         platform_id: i64,
     },
+    #[error(
+        "code {code} is the PIN of {owner}: change the person, not the token (`customer set-pin`, `customer deactivate`, or at the platform)"
+    )]
+    PinToken { code: String, owner: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

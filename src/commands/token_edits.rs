@@ -27,6 +27,22 @@ fn editable(
     }
 }
 
+/// A member's PIN token is changed through the member; a visitor's token keeps the
+/// visitor's PIN as its code (the visitor finds their token by it).
+fn pin_token_stays(token: &AccessToken, changes: &TokenInput) -> Result<(), CommandError> {
+    let owner = match (token.customer_id, &token.visitor_guid) {
+        (Some(customer), _) => format!("customer {customer}"),
+        (None, Some(guid)) if changes.access_code.is_some() || changes.business_id.is_some() => {
+            format!("visitor {guid}")
+        }
+        _ => return Ok(()),
+    };
+    Err(CommandError::PinToken {
+        code: mask_code(&token.access_code),
+        owner,
+    })
+}
+
 /// The token's fields as text, for an update to overlay.
 fn as_input(t: &AccessToken) -> TokenInput {
     let time = |v: Option<DateTime<Utc>>| v.map(|t| t.to_rfc3339());
@@ -56,6 +72,7 @@ pub fn update(
     now: DateTime<Utc>,
 ) -> Result<String, CommandError> {
     let token = editable(store, code, business_id, force)?;
+    pin_token_stays(&token, changes)?;
     let mut input = as_input(&token);
     let overlay = |mine: &mut Option<String>, given: &Option<String>| {
         if given.is_some() {
@@ -90,6 +107,12 @@ pub fn delete(
     now: DateTime<Utc>,
 ) -> Result<String, CommandError> {
     let token = editable(store, code, business_id, force)?;
+    if let Some(customer) = token.customer_id {
+        return Err(CommandError::PinToken {
+            code: mask_code(&token.access_code),
+            owner: format!("customer {customer}"),
+        });
+    }
     store.delete_token(token.id, now)?;
     Ok(format!(
         "deleted token {} ({})",

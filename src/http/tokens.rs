@@ -246,8 +246,23 @@ pub(super) async fn update(
         Err(e) => return respond(&ctx, ROUTE, e),
     };
     let updated = blocking(&ctx, move |c| {
-        if c.store.token_by_id(id)?.is_none() {
+        let Some(current) = c.store.token_by_id(id)? else {
             return Ok(Err(not_found(id)));
+        };
+        let pin_of = match (current.customer_id, &current.visitor_guid) {
+            (Some(customer), _) => Some(format!("customer {customer}")),
+            (None, Some(guid)) if current.access_code != token.access_code => {
+                Some(format!("visitor {guid}"))
+            }
+            _ => None,
+        };
+        if let Some(owner) = pin_of {
+            return Ok(Err(one_error(
+                StatusCode::BAD_REQUEST,
+                "Id",
+                json!(id),
+                format!("is the PIN token of {owner}; change the person instead"),
+            )));
         }
         if let Some((entity, platform_id)) = c.store.platform_source(id)? {
             return Ok(Err(one_error(

@@ -121,39 +121,81 @@ impl Sync {
             ..Default::default()
         };
         let mut newest = cursor;
+        // A clash is pulled again on the next pass (its owner here may be gone by then).
+        let mut earliest_clash: Option<DateTime<Utc>> = None;
         let mut listed = HashSet::new();
         for &business_id in &self.config.business_ids {
-            let mut filters = vec![(
+            let by_business = (
                 format!("{filter}_{business_field}"),
                 business_id.to_string(),
-            )];
-            if let Some(from) = cursor {
-                filters.push((
-                    format!("from_{filter}_UpdatedOn"),
-                    records::filter_time(from),
-                ));
-            }
+            );
+            // Keyset paging: each request asks from the newest UpdatedOn seen so far
+            // (a second earlier: re-read records are unchanged), so a record updated
+            // while the pass runs cannot shift an unseen one past a page boundary.
+            // Page numbers only while a whole page shares one second.
+            let mut from = cursor.map(|c| c - chrono::Duration::seconds(1));
             let mut page = 1;
             loop {
+                let mut filters = vec![by_business.clone()];
+                if let Some(from) = from {
+                    filters.push((
+                        format!("from_{filter}_UpdatedOn"),
+                        records::filter_time(from),
+                    ));
+                }
                 let got = self.client.list(entity, &filters, page)?;
+                let mut page_newest = None;
                 for record in &got.records {
+                    let clashes = report.clashes;
                     let Some((id, updated)) = self.apply(entity, record, now, &mut report)? else {
                         continue;
                     };
+                    if report.clashes > clashes {
+                        earliest_clash = earliest_clash.min(Some(updated)).or(Some(updated));
+                    }
                     listed.insert(id);
                     newest = newest.max(Some(updated));
+                    page_newest = page_newest.max(Some(updated));
                 }
                 if !got.has_next || got.records.is_empty() {
                     break;
                 }
-                page += 1;
+                match page_newest.map(|t| t - chrono::Duration::seconds(1)) {
+                    Some(next) if from.is_none_or(|f| next > f) => {
+                        from = Some(next);
+                        page = 1;
+                    }
+                    _ => page += 1,
+                }
             }
         }
         if full {
-            report.removed = self
+            // What the listing did not have is read again by Id before it is removed:
+            // a listing can miss a record (paging, a page the platform cut short),
+            // and only the platform's own "no such record" removes anything here.
+            let candidates = self
                 .store
-                .remove_unlisted(entity, &self.config.business_ids, &listed, now)
+                .unlisted_platform_ids(entity, &self.config.business_ids, &listed)
                 .map_err(|e| self.local(e))?;
+            for id in candidates {
+                match self.read_again(entity, id)? {
+                    Some(record) => {
+                        self.apply(entity, &record, now, &mut report)?;
+                    }
+                    None => {
+                        if self
+                            .store
+                            .remove_platform_record(entity, id, now)
+                            .map_err(|e| self.local(e))?
+                        {
+                            report.removed += 1;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(clash) = earliest_clash {
+            newest = newest.min(Some(clash));
         }
         let pass = SyncPass {
             cursor: newest,
@@ -196,7 +238,12 @@ impl Sync {
                 tracing::warn!("platform {entity} {id} not applied: {why}");
                 return Ok(Some((id, updated)));
             }
-            Err(Err(e)) => return Err(self.local(e)),
+            Err(Err(e)) => {
+                // One record the store refuses does not stop the others.
+                report.invalid += 1;
+                tracing::error!(error = %e, "platform {entity} {id} not applied");
+                return Ok(Some((id, updated)));
+            }
         };
         match applied {
             Applied::Created(_) => report.created += 1,
@@ -238,6 +285,10 @@ impl Sync {
             }
             COWORKERS => {
                 let Some(member) = records::member(record).map_err(Ok)? else {
+                    // No PIN (any more): a member linked here stops logging in.
+                    self.store
+                        .remove_platform_record(COWORKERS, id, now)
+                        .map_err(Err)?;
                     return Ok(None);
                 };
                 if !ours(member.business_id) {
@@ -256,6 +307,10 @@ impl Sync {
             }
             VISITORS => {
                 let Some(mut visitor) = records::visitor(record).map_err(Ok)? else {
+                    // No code (any more): a visitor linked here loses their token.
+                    self.store
+                        .remove_platform_record(VISITORS, id, now)
+                        .map_err(Err)?;
                     return Ok(None);
                 };
                 // The window's start, as `[visitors] window_starts` says.
@@ -386,7 +441,7 @@ impl Sync {
                 );
                 continue;
             };
-            match self.client.get(entity, id)? {
+            match self.read_again(entity, id)? {
                 Some(current) => {
                     self.apply(entity, &current, now, &mut report)?;
                 }
@@ -403,6 +458,32 @@ impl Sync {
         }
         self.count(&report);
         Ok(report)
+    }
+}
+
+impl Sync {
+    /// The platform's current record of `entity` `id`: by Id, and when that says
+    /// "not found", confirmed by a list filtered on the Id (a well-formed, empty
+    /// answer), so a flaky 404 or a proxy's error page removes nothing.
+    fn read_again(
+        &self,
+        entity: &str,
+        id: i64,
+    ) -> Result<Option<serde_json::Value>, PlatformError> {
+        if let Some(record) = self.client.get(entity, id)? {
+            return Ok(Some(record));
+        }
+        let filter = ENTITIES
+            .iter()
+            .find(|(e, ..)| *e == entity)
+            .map_or("Id", |(_, f, _)| f);
+        let listed = self
+            .client
+            .list(entity, &[(format!("{filter}_Id"), id.to_string())], 1)?;
+        Ok(listed
+            .records
+            .into_iter()
+            .find(|r| r.get("Id").and_then(serde_json::Value::as_i64) == Some(id)))
     }
 }
 

@@ -31,7 +31,8 @@ fn text(v: &Value, name: &str) -> Result<Option<String>, String> {
         None => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(format!("{name} = {other}: not text")),
+        // The value is not echoed: it may be a code.
+        Some(_) => Err(format!("{name} is not text")),
     }
 }
 

@@ -136,43 +136,36 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Removes here what a full listing of `entity` in `business_ids` no longer has
-    /// (`listed`): an access token's or a visitor's local record is deleted, a member
-    /// is deactivated (the platform has no member deletion: a member leaves by being
-    /// deactivated or archived); their open sessions are disconnected. Returns how
-    /// many.
-    pub fn remove_unlisted(
+    /// The platform ids of `entity` linked here, in `business_ids`, that a full
+    /// listing did not have (`listed`): to be read again before anything is removed.
+    pub fn unlisted_platform_ids(
         &self,
         entity: &str,
         business_ids: &[i64],
         listed: &std::collections::HashSet<i64>,
-        now: DateTime<Utc>,
-    ) -> Result<usize, StoreError> {
-        self.write(|tx| {
-            let links: Vec<(i64, i64, Option<String>, Option<i64>)> = tx
+    ) -> Result<Vec<i64>, StoreError> {
+        self.with_conn(|conn| {
+            let links: Vec<(i64, i64)> = conn
                 .prepare_cached(
-                    "SELECT platform_id, business_id, local_id, token_id FROM platform_links WHERE entity = ?1",
-                )?
-                .query_map(params![entity], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-                .collect::<rusqlite::Result<_>>()?;
-            let mut removed = 0;
-            for (platform_id, business_id, local_id, token_id) in links {
-                if !business_ids.contains(&business_id) || listed.contains(&platform_id) {
-                    continue;
-                }
-                super::platform_people::remove_local(tx, entity, local_id.as_deref(), token_id, now)?;
-                tx.execute(
-                    "DELETE FROM platform_links WHERE entity = ?1 AND platform_id = ?2",
-                    params![entity, platform_id],
-                )?;
-                removed += 1;
-            }
-            Ok(removed)
+                    "SELECT platform_id, business_id FROM platform_links WHERE entity = ?1",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![entity], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect()
+                })
+                .map_err(|e| self.sql(e))?;
+            Ok(links
+                .into_iter()
+                .filter(|(id, business)| business_ids.contains(business) && !listed.contains(id))
+                .map(|(id, _)| id)
+                .collect())
         })
     }
 
     /// Removes here the platform record `platform_id` of `entity` that the platform
-    /// no longer has (a deleted member is deactivated). False when it was not linked.
+    /// no longer has. A member is deactivated and keeps their link (the platform has
+    /// no member deletion: one who comes back is the same member, reactivated); an
+    /// access token or a visitor is deleted with its link. False when nothing changed.
     pub fn remove_platform_record(
         &self,
         entity: &str,
@@ -183,12 +176,20 @@ impl Store {
             let Some((local_id, token_id)) = linked(tx, entity, platform_id)? else {
                 return Ok(false);
             };
-            super::platform_people::remove_local(tx, entity, local_id.as_deref(), token_id, now)?;
-            tx.execute(
-                "DELETE FROM platform_links WHERE entity = ?1 AND platform_id = ?2",
-                params![entity, platform_id],
+            let changed = super::platform_people::remove_local(
+                tx,
+                entity,
+                local_id.as_deref(),
+                token_id,
+                now,
             )?;
-            Ok(true)
+            if entity != COWORKERS {
+                tx.execute(
+                    "DELETE FROM platform_links WHERE entity = ?1 AND platform_id = ?2",
+                    params![entity, platform_id],
+                )?;
+            }
+            Ok(changed)
         })
     }
 

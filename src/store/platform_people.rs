@@ -46,24 +46,26 @@ fn pin_clash(
     Ok(code_owner(tx, business_id, pin)?.filter(|owner| owner != me))
 }
 
-/// Removes or ends the local record of a platform record gone from the platform.
+/// Removes or ends the local record of a platform record gone from the platform;
+/// true when anything changed.
 pub(super) fn remove_local(
     tx: &Connection,
     entity: &str,
     local_id: Option<&str>,
     token_id: Option<i64>,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<bool> {
     match (entity, local_id) {
         (COWORKERS, Some(id)) => {
             let id: i64 = id.parse().unwrap_or(0);
-            if tx.execute(
+            let deactivated = tx.execute(
                 "UPDATE customers SET active = 0 WHERE id = ?1 AND active = 1",
                 params![id],
-            )? == 1
-            {
+            )? == 1;
+            if deactivated {
                 queue_customer_disconnects(tx, id, "deactivated", now)?;
             }
+            Ok(deactivated)
         }
         (VISITORS, Some(guid)) => {
             for token in tx
@@ -77,17 +79,17 @@ pub(super) fn remove_local(
                 "DELETE FROM access_tokens WHERE visitor_guid = ?1",
                 params![guid],
             )?;
-            tx.execute("DELETE FROM visitors WHERE guid = ?1", params![guid])?;
+            Ok(tx.execute("DELETE FROM visitors WHERE guid = ?1", params![guid])? > 0)
         }
-        (ACCESS_TOKENS, _) => {
-            if let Some(id) = token_id {
+        (ACCESS_TOKENS, _) => match token_id {
+            Some(id) => {
                 super::disconnects::queue_for_token(tx, id, "deleted", now)?;
-                tx.execute("DELETE FROM access_tokens WHERE id = ?1", params![id])?;
+                Ok(tx.execute("DELETE FROM access_tokens WHERE id = ?1", params![id])? > 0)
             }
-        }
-        _ => {}
+            None => Ok(true),
+        },
+        _ => Ok(false),
     }
-    Ok(())
 }
 
 impl Store {
@@ -151,7 +153,8 @@ impl Store {
                 }
                 changed = true;
             }
-            link(tx, COWORKERS, platform_id, m.business_id, Some(&c.id.to_string()), Some(c.token_id), updated_on, now)?;
+            let token_id = (c.token_id != 0).then_some(c.token_id);
+            link(tx, COWORKERS, platform_id, m.business_id, Some(&c.id.to_string()), token_id, updated_on, now)?;
             Ok(if changed { Applied::Updated(c.token_id) } else { Applied::Unchanged(c.token_id) })
         })
     }

@@ -418,18 +418,26 @@ pub(super) fn code_owner(
 }
 
 /// Errors with [`StoreError::CodeTaken`] when `code` already has an owner. A revoked
-/// token is no owner: it is deleted so its code can be created again (its sessions
-/// were disconnected when it was revoked).
+/// token is no owner: it gives its code up (renamed `revoked#ID`, so its sessions and
+/// their used time stay on record) and the code can be created again.
 pub(super) fn ensure_code_free(
     conn: &Connection,
     business_id: i64,
     code: &str,
 ) -> Result<(), Fail> {
-    conn.prepare_cached(
-        "DELETE FROM access_tokens WHERE business_id = ?1 AND access_code = ?2 AND revoked_at IS NOT NULL",
-    )?
-    .execute(params![business_id, code])?;
-    match code_owner(conn, business_id, code)? {
+    let owner = code_owner(conn, business_id, code)?;
+    if owner.as_deref().is_some_and(|o| o.starts_with("token "))
+        && conn
+            .prepare_cached(
+                "UPDATE access_tokens SET access_code = 'revoked#' || id \
+                 WHERE business_id = ?1 AND access_code = ?2 AND revoked_at IS NOT NULL AND customer_id IS NULL",
+            )?
+            .execute(params![business_id, code])?
+            == 1
+    {
+        return Ok(());
+    }
+    match owner {
         None => Ok(()),
         Some(owner) => Err(Fail::Store(StoreError::CodeTaken {
             business_id,
