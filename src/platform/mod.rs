@@ -178,20 +178,7 @@ impl Sync {
                 .unlisted_platform_ids(entity, &self.config.business_ids, &listed)
                 .map_err(|e| self.local(e))?;
             for id in candidates {
-                match self.read_again(entity, id)? {
-                    Some(record) => {
-                        self.apply(entity, &record, now, &mut report)?;
-                    }
-                    None => {
-                        if self
-                            .store
-                            .remove_platform_record(entity, id, now)
-                            .map_err(|e| self.local(e))?
-                        {
-                            report.removed += 1;
-                        }
-                    }
-                }
+                self.refresh(entity, id, now, &mut report)?;
             }
         }
         if let Some(clash) = earliest_clash {
@@ -441,20 +428,7 @@ impl Sync {
                 );
                 continue;
             };
-            match self.read_again(entity, id)? {
-                Some(current) => {
-                    self.apply(entity, &current, now, &mut report)?;
-                }
-                None => {
-                    if self
-                        .store
-                        .remove_platform_record(entity, id, now)
-                        .map_err(|e| self.local(e))?
-                    {
-                        report.removed += 1;
-                    }
-                }
-            }
+            self.refresh(entity, id, now, &mut report)?;
         }
         self.count(&report);
         Ok(report)
@@ -462,6 +436,32 @@ impl Sync {
 }
 
 impl Sync {
+    /// Reads `entity` `id` again and applies it, or removes it here when the platform
+    /// no longer has it.
+    fn refresh(
+        &self,
+        entity: &str,
+        id: i64,
+        now: DateTime<Utc>,
+        report: &mut PassReport,
+    ) -> Result<(), PlatformError> {
+        match self.read_again(entity, id)? {
+            Some(record) => {
+                self.apply(entity, &record, now, report)?;
+            }
+            None => {
+                if self
+                    .store
+                    .remove_platform_record(entity, id, now)
+                    .map_err(|e| self.local(e))?
+                {
+                    report.removed += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The platform's current record of `entity` `id`: by Id, and when that says
     /// "not found", confirmed by a list filtered on the Id (a well-formed, empty
     /// answer), so a flaky 404 or a proxy's error page removes nothing.
