@@ -241,6 +241,9 @@ pub enum VisitorCommand {
         /// Arrival time (RFC 3339); default now.
         #[arg(long, value_name = "T", allow_hyphen_values = true)]
         at: Option<String>,
+        /// Edit a visitor or member that came from Nexudus anyway.
+        #[arg(long)]
+        force: bool,
     },
     /// List visitors.
     List {
@@ -256,7 +259,12 @@ pub enum VisitorCommand {
         json: bool,
     },
     /// Delete a visitor; the visitor's access token stops working at once.
-    Delete { guid: String },
+    Delete {
+        guid: String,
+        /// Edit a visitor or member that came from Nexudus anyway.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -282,16 +290,25 @@ pub enum CustomerCommand {
         id: String,
         #[arg(allow_hyphen_values = true)]
         pin: String,
+        /// Edit a visitor or member that came from Nexudus anyway.
+        #[arg(long)]
+        force: bool,
     },
     /// Deactivate a customer: the PIN no longer opens the Wi-Fi.
     Deactivate {
         #[arg(allow_hyphen_values = true)]
         id: String,
+        /// Edit a visitor or member that came from Nexudus anyway.
+        #[arg(long)]
+        force: bool,
     },
     /// Activate a customer again.
     Activate {
         #[arg(allow_hyphen_values = true)]
         id: String,
+        /// Edit a visitor or member that came from Nexudus anyway.
+        #[arg(long)]
+        force: bool,
     },
     /// List customers.
     List {

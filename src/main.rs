@@ -315,12 +315,14 @@ fn visitor_command(
                 json,
             )
         }
-        VisitorCommand::CheckIn { guid, at } => people::check_in(store, &guid, at.as_deref(), now)?,
+        VisitorCommand::CheckIn { guid, at, force } => {
+            people::check_in(store, &guid, at.as_deref(), force, now)?
+        }
         VisitorCommand::List { json, business_id } => {
             people::list_visitors(store, business(business_id)?, json)?
         }
         VisitorCommand::Show { guid, json } => people::show_visitor(store, &guid, json)?,
-        VisitorCommand::Delete { guid } => people::delete_visitor(store, &guid, now)?,
+        VisitorCommand::Delete { guid, force } => people::delete_visitor(store, &guid, force, now)?,
     })
 }
 
@@ -349,9 +351,15 @@ fn customer_command(
                 json,
             )
         }
-        CustomerCommand::SetPin { id, pin } => people::set_pin(store, &id, &pin, now)?,
-        CustomerCommand::Deactivate { id } => people::set_active(store, &id, false, now)?,
-        CustomerCommand::Activate { id } => people::set_active(store, &id, true, now)?,
+        CustomerCommand::SetPin { id, pin, force } => {
+            people::set_pin(store, &id, &pin, force, now)?
+        }
+        CustomerCommand::Deactivate { id, force } => {
+            people::set_active(store, &id, false, force, now)?
+        }
+        CustomerCommand::Activate { id, force } => {
+            people::set_active(store, &id, true, force, now)?
+        }
         CustomerCommand::List { json, business_id } => {
             people::list_customers(store, business(business_id)?, json)?
         }

@@ -821,3 +821,39 @@ fn a_member_who_leaves_and_comes_back_or_loses_the_pin_and_a_clash_that_clears()
     assert!(sync(&config, &["run"]).contains("coworkers: 1 created"));
     assert!(explain("55555").contains("ACCEPT"));
 }
+
+#[test]
+fn members_and_visitors_from_the_platform_refuse_local_edits_without_force() {
+    let (addr, platform) = start_platform();
+    {
+        let mut p = platform.lock().unwrap();
+        p.put_member(5, "24680", "grace@example.org", true);
+        p.put_visitor(9, "13579", None);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), addr, "");
+    sync(&config, &["run"]);
+    let customers: Value =
+        serde_json::from_str(&stdout(&cli(&config, &["customer", "list", "--json"]))).unwrap();
+    let id = customers[0]["id"].to_string();
+    let visitors: Value =
+        serde_json::from_str(&stdout(&cli(&config, &["visitor", "list", "--json"]))).unwrap();
+    let guid = visitors[0]["guid"].as_str().unwrap().to_string();
+    for args in [
+        vec!["customer", "set-pin", id.as_str(), "11223"],
+        vec!["customer", "deactivate", id.as_str()],
+        vec!["visitor", "check-in", guid.as_str()],
+        vec!["visitor", "delete", guid.as_str()],
+        vec!["token", "update", "24680", "--minutes", "5", "--force"],
+    ] {
+        let out = cli(&config, &args);
+        assert!(!out.status.success(), "{args:?} was allowed");
+        let e = stderr(&out);
+        assert!(
+            e.contains("came from Nexudus") || e.contains("is the PIN of customer"),
+            "{args:?}: {e}"
+        );
+    }
+    let out = cli(&config, &["customer", "deactivate", id.as_str(), "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -166,10 +166,11 @@ pub enum CommandError {
     #[error("code {code} exists in businesses {businesses:?}; add --business-id")]
     Ambiguous { code: String, businesses: Vec<i64> },
     #[error(
-        "code {code} came from Nexudus ({entity} {platform_id}): change it there, or add --force (the next full sync puts the platform's version back)"
+        "{what} came from Nexudus ({entity} {platform_id}): change it there, or add --force (the next full sync puts the platform's version back)"
     )]
     FromPlatform {
-        code: String,
+        /// What was to be edited: "code ***45", "customer 5", "visitor GUID".
+        what: String,
         entity: String,
         platform_id: i64,
     },
@@ -179,4 +180,24 @@ pub enum CommandError {
     PinToken { code: String, owner: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Refuses to edit a member or visitor that came from the platform, unless `force`
+/// (`entity`: the platform's entity; `local_id`: the customer's id, the visitor's
+/// guid).
+pub fn local_person(
+    store: &crate::store::Store,
+    entity: &str,
+    local_id: &str,
+    what: impl Into<String>,
+    force: bool,
+) -> Result<(), CommandError> {
+    match store.platform_id_of(entity, local_id)? {
+        Some(platform_id) if !force => Err(CommandError::FromPlatform {
+            what: what.into(),
+            entity: entity.to_string(),
+            platform_id,
+        }),
+        _ => Ok(()),
+    }
 }

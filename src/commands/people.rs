@@ -161,6 +161,7 @@ pub fn check_in(
     store: &Store,
     guid: &str,
     at: Option<&str>,
+    force: bool,
     now: DateTime<Utc>,
 ) -> Result<String, CommandError> {
     let at = at
@@ -169,6 +170,13 @@ pub fn check_in(
         .map_err(|e| invalid(vec![e]))?
         .unwrap_or(now);
     let v = find_visitor(store, guid)?;
+    super::local_person(
+        store,
+        "visitors",
+        &v.guid,
+        format!("visitor {}", v.guid),
+        force,
+    )?;
     let previous = store.check_in_visitor(&v.guid, at)?;
     Ok(match previous {
         Some(p) => format!(
@@ -245,9 +253,17 @@ pub fn show_visitor(store: &Store, guid: &str, json: bool) -> Result<String, Com
 pub fn delete_visitor(
     store: &Store,
     guid: &str,
+    force: bool,
     now: DateTime<Utc>,
 ) -> Result<String, CommandError> {
     let v = find_visitor(store, guid)?;
+    super::local_person(
+        store,
+        "visitors",
+        &v.guid,
+        format!("visitor {}", v.guid),
+        force,
+    )?;
     store.delete_visitor(&v.guid, now)?;
     Ok(format!("deleted visitor {} and its access token\n", v.guid))
 }
@@ -309,9 +325,17 @@ pub fn set_pin(
     store: &Store,
     id: &str,
     new_pin: &str,
+    force: bool,
     now: DateTime<Utc>,
 ) -> Result<String, CommandError> {
     let id = parse_id(Field::CustomerId, id)?;
+    super::local_person(
+        store,
+        "coworkers",
+        &id.to_string(),
+        format!("customer {id}"),
+        force,
+    )?;
     let new_pin = pin(new_pin)?;
     let c = store.set_customer_pin(id, &new_pin, now)?;
     Ok(format!(
@@ -324,9 +348,17 @@ pub fn set_active(
     store: &Store,
     id: &str,
     active: bool,
+    force: bool,
     now: DateTime<Utc>,
 ) -> Result<String, CommandError> {
     let id = parse_id(Field::CustomerId, id)?;
+    super::local_person(
+        store,
+        "coworkers",
+        &id.to_string(),
+        format!("customer {id}"),
+        force,
+    )?;
     let changed = store.set_customer_active(id, active, now)?;
     let state = if active { "active" } else { "deactivated" };
     Ok(if changed {

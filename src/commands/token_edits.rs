@@ -19,7 +19,7 @@ fn editable(
     let token = find(store, code, business_id)?;
     match store.platform_source(token.id)? {
         Some((entity, platform_id)) if !force => Err(CommandError::FromPlatform {
-            code: mask_code(&token.access_code),
+            what: format!("code {}", mask_code(&token.access_code)),
             entity,
             platform_id,
         }),

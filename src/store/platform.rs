@@ -193,6 +193,21 @@ impl Store {
         })
     }
 
+    /// The platform id of the `entity` record whose local record is `local_id` (a
+    /// customer's id, a visitor's guid), if it came from the platform.
+    pub fn platform_id_of(&self, entity: &str, local_id: &str) -> Result<Option<i64>, StoreError> {
+        self.with_conn(|conn| {
+            conn.prepare_cached(
+                "SELECT platform_id FROM platform_links WHERE entity = ?1 AND local_id = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![entity, local_id], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(|e| self.sql(e))
+        })
+    }
+
     /// The platform record a local token came from (`entity`, platform id), if any:
     /// such a token is changed at the platform, not here.
     pub fn platform_source(&self, token_id: i64) -> Result<Option<(String, i64)>, StoreError> {

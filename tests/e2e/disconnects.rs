@@ -281,7 +281,7 @@ async fn pin_change_deactivation_and_api_delete_disconnect_too() {
         )
         .unwrap();
     online(&h, "13579", "aa-bb-cc-00-00-04", "81a00004").await;
-    people::set_pin(&h.store, &c.id.to_string(), "97531", t0()).unwrap();
+    people::set_pin(&h.store, &c.id.to_string(), "97531", false, t0()).unwrap();
     let (request, from) = nas.next_request(Duration::from_secs(5)).await.unwrap();
     assert_eq!(identity(&request).0, "13579", "the session's own User-Name");
     nas.answer(&request, from, ACK, None).await;
@@ -293,7 +293,7 @@ async fn pin_change_deactivation_and_api_delete_disconnect_too() {
 
     // Back online with the new PIN; deactivating the member ends that session too.
     online(&h, "97531", "aa-bb-cc-00-00-04", "81a00006").await;
-    people::set_active(&h.store, &c.id.to_string(), false, t0()).unwrap();
+    people::set_active(&h.store, &c.id.to_string(), false, false, t0()).unwrap();
     let (request, from) = nas.next_request(Duration::from_secs(5)).await.unwrap();
     assert_eq!(identity(&request).1, "81a00006");
     nas.answer(&request, from, ACK, None).await;

@@ -131,7 +131,7 @@ async fn visitors_registered_while_generation_is_off_get_no_wifi_and_delete_stop
             .code,
         Code::AccessAccept
     );
-    people::delete_visitor(&h.store, &guid, t0()).unwrap();
+    people::delete_visitor(&h.store, &guid, false, t0()).unwrap();
     assert_eq!(
         ask(h.auth, pap(&pin, &pin, Some("aa-bb-cc-00-00-01")))
             .await
@@ -170,7 +170,7 @@ async fn customer_pin_change_deactivation_and_collisions() {
     assert_eq!(r.code, Code::AccessReject);
 
     // New PIN: the old one fails and the new one works on the very next request.
-    people::set_pin(&h.store, &c.id.to_string(), "13579", t0()).unwrap();
+    people::set_pin(&h.store, &c.id.to_string(), "13579", false, t0()).unwrap();
     assert_eq!(
         ask(h.auth, pap("24680", "24680", Some("aa-bb-cc-00-00-01")))
             .await
@@ -187,7 +187,7 @@ async fn customer_pin_change_deactivation_and_collisions() {
     );
 
     // Deactivated: rejected with its own reason; activated again: back in.
-    people::set_active(&h.store, &c.id.to_string(), false, t0()).unwrap();
+    people::set_active(&h.store, &c.id.to_string(), false, false, t0()).unwrap();
     let r = ask(h.auth, pap("13579", "13579", Some("aa-bb-cc-00-00-01")))
         .await
         .unwrap();
@@ -197,7 +197,7 @@ async fn customer_pin_change_deactivation_and_collisions() {
         "{}",
         r.reply_message()
     );
-    people::set_active(&h.store, &c.id.to_string(), true, t0()).unwrap();
+    people::set_active(&h.store, &c.id.to_string(), true, false, t0()).unwrap();
     assert_eq!(
         ask(h.auth, pap("13579", "13579", Some("aa-bb-cc-00-00-01")))
             .await
@@ -226,13 +226,13 @@ async fn customer_pin_change_deactivation_and_collisions() {
     };
     assert!(people::create_customer(&h.store, &settings, &other, t0()).is_err());
     let (_, visitor_pin) = register(&h, &VisitorSettings::default());
-    let e = people::set_pin(&h.store, &c.id.to_string(), &visitor_pin, t0())
+    let e = people::set_pin(&h.store, &c.id.to_string(), &visitor_pin, false, t0())
         .unwrap_err()
         .to_string();
     assert!(e.contains("already used by visitor"), "{e}");
     assert_eq!(h.store.list_customers(None).unwrap().len(), 1);
     assert!(
-        people::set_pin(&h.store, &c.id.to_string(), "1234", t0()).is_err(),
+        people::set_pin(&h.store, &c.id.to_string(), "1234", false, t0()).is_err(),
         "PINs are 5 digits"
     );
     h.stop().await;
