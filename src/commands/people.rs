@@ -157,6 +157,19 @@ fn find_visitor(store: &Store, guid: &str) -> Result<Visitor, CommandError> {
     })
 }
 
+/// The visitor `guid` names, refused when they came from the platform, unless `force`.
+fn editable_visitor(store: &Store, guid: &str, force: bool) -> Result<Visitor, CommandError> {
+    let v = find_visitor(store, guid)?;
+    super::local_person(
+        store,
+        "visitors",
+        &v.guid,
+        format!("visitor {}", v.guid),
+        force,
+    )?;
+    Ok(v)
+}
+
 pub fn check_in(
     store: &Store,
     guid: &str,
@@ -169,14 +182,7 @@ pub fn check_in(
         .transpose()
         .map_err(|e| invalid(vec![e]))?
         .unwrap_or(now);
-    let v = find_visitor(store, guid)?;
-    super::local_person(
-        store,
-        "visitors",
-        &v.guid,
-        format!("visitor {}", v.guid),
-        force,
-    )?;
+    let v = editable_visitor(store, guid, force)?;
     let previous = store.check_in_visitor(&v.guid, at)?;
     Ok(match previous {
         Some(p) => format!(
@@ -256,14 +262,7 @@ pub fn delete_visitor(
     force: bool,
     now: DateTime<Utc>,
 ) -> Result<String, CommandError> {
-    let v = find_visitor(store, guid)?;
-    super::local_person(
-        store,
-        "visitors",
-        &v.guid,
-        format!("visitor {}", v.guid),
-        force,
-    )?;
+    let v = editable_visitor(store, guid, force)?;
     store.delete_visitor(&v.guid, now)?;
     Ok(format!("deleted visitor {} and its access token\n", v.guid))
 }
