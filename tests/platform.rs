@@ -857,3 +857,30 @@ fn members_and_visitors_from_the_platform_refuse_local_edits_without_force() {
     let out = cli(&config, &["customer", "deactivate", id.as_str(), "--force"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn a_member_who_moves_to_another_location_logs_in_there() {
+    let (addr, platform) = start_platform();
+    platform
+        .lock()
+        .unwrap()
+        .put_member(5, "24680", "grace@example.org", true);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), addr, "");
+    // Both locations synced.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("business_ids = [1]", "business_ids = [1, 2]");
+    std::fs::write(&config, text).unwrap();
+    sync(&config, &["run"]);
+    {
+        let mut p = platform.lock().unwrap();
+        let updated = p.tick();
+        let m = p.coworkers.get_mut(&5).unwrap();
+        m["InvoicingBusinessId"] = 2.into();
+        m["UpdatedOn"] = updated.into();
+    }
+    assert!(sync(&config, &["run"]).contains("coworkers: 0 created, 1 updated"));
+    let shown = stdout(&cli(&config, &["token", "show", "24680"]));
+    assert!(shown.contains("business_id:      2"), "{shown}");
+}

@@ -139,6 +139,16 @@ impl Store {
                 tx.execute("UPDATE customers SET name = ?2, email = ?3 WHERE id = ?1", params![c.id, m.name, m.email])?;
                 changed = true;
             }
+            if c.business_id != m.business_id {
+                // Another home location: the PIN logs in there now, not here.
+                tx.execute("UPDATE customers SET business_id = ?2 WHERE id = ?1", params![c.id, m.business_id])?;
+                tx.execute(
+                    "UPDATE access_tokens SET business_id = ?2 WHERE customer_id = ?1",
+                    params![c.id, m.business_id],
+                )?;
+                queue_customer_disconnects(tx, c.id, "moved", now)?;
+                changed = true;
+            }
             if c.pin != m.pin {
                 tx.execute("UPDATE customers SET pin = ?2 WHERE id = ?1", params![c.id, m.pin])?;
                 tx.execute("UPDATE access_tokens SET access_code = ?2 WHERE customer_id = ?1", params![c.id, m.pin])?;
@@ -213,7 +223,7 @@ impl Store {
                 return Ok(Applied::Created(token_id.unwrap_or(0)));
             };
             let me = format!("visitor {}", old.guid);
-            if old.pin != v.pin
+            if (old.pin != v.pin || old.business_id != v.business_id)
                 && let Some(owner) = pin_clash(tx, v.business_id, &v.pin, &me)?
             {
                 return Ok(Applied::Clash { owner });
@@ -221,18 +231,21 @@ impl Store {
             // The platform's check-in wins; a first-login check-in here stays while the
             // platform has none.
             let arrived = v.arrived_at.or(old.arrived_at);
-            let same = (old.name.as_str(), old.email.as_deref(), old.expected_arrival, old.arrived_at, old.pin.as_str())
-                == (v.name.as_str(), v.email.as_deref(), v.expected_arrival, arrived, v.pin.as_str());
+            let same = (old.business_id, old.name.as_str(), old.email.as_deref(), old.expected_arrival, old.arrived_at, old.pin.as_str())
+                == (v.business_id, v.name.as_str(), v.email.as_deref(), v.expected_arrival, arrived, v.pin.as_str());
             if !same {
                 tx.execute(
-                    "UPDATE visitors SET name = ?2, email = ?3, expected_arrival = ?4, arrived_at = ?5, pin = ?6 WHERE id = ?1",
-                    params![old.id, v.name, v.email, v.expected_arrival.map(ms), arrived.map(ms), v.pin],
+                    "UPDATE visitors SET name = ?2, email = ?3, expected_arrival = ?4, arrived_at = ?5, pin = ?6, business_id = ?7 WHERE id = ?1",
+                    params![old.id, v.name, v.email, v.expected_arrival.map(ms), arrived.map(ms), v.pin, v.business_id],
                 )?;
             }
-            if old.pin != v.pin
+            if (old.pin != v.pin || old.business_id != v.business_id)
                 && let Some(token_id) = old.token_id
             {
-                tx.execute("UPDATE access_tokens SET access_code = ?2 WHERE id = ?1", params![token_id, v.pin])?;
+                tx.execute(
+                    "UPDATE access_tokens SET access_code = ?2, business_id = ?3 WHERE id = ?1",
+                    params![token_id, v.pin, v.business_id],
+                )?;
                 super::disconnects::queue_for_token(tx, token_id, "pin_changed", now)?;
             }
             link(tx, VISITORS, platform_id, v.business_id, Some(&old.guid), old.token_id, updated_on, now)?;
