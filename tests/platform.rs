@@ -489,6 +489,19 @@ fn members_and_visitors_arrive_change_and_leave() {
     assert!(!explain("13579").contains("ACCEPT"));
 }
 
+/// `serve`, and the address of its `[http]` listener (from the listening line).
+fn serve_with_http(config: &Path) -> (common::Running, SocketAddr) {
+    let server = serve(config);
+    let line = server.wait_for_log("pinradius listening");
+    let http = line
+        .split("http=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .expect("the listening line names the http address");
+    (server, http)
+}
+
 /// Posts `body` to the server's webhook route with `signature`; the HTTP status.
 fn post_webhook(http: SocketAddr, body: &str, signature: &str) -> u16 {
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -527,15 +540,7 @@ fn signed_webhooks_are_applied_by_reading_the_record_again() {
         addr,
         &format!("webhook_secret = \"{SECRET}\"\n[http]\nlisten = \"127.0.0.1:0\"\n"),
     );
-    let server = serve(&config);
-    let line = server.wait_for_log("pinradius listening");
-    let http: SocketAddr = line
-        .split("http=")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (server, http) = serve_with_http(&config);
     server.wait_for_log("platform sync: visitors (full): 1 created");
     let exists = |code: &str| cli(&config, &["token", "show", code]).status.success();
     // A member created at the platform; the webhook's payload claims another PIN: the
@@ -684,15 +689,7 @@ fn a_platform_member_logs_in_by_pin_and_by_email_and_a_pin_change_by_webhook_end
         addr,
         &format!("webhook_secret = \"{SECRET}\"\n[http]\nlisten = \"127.0.0.1:0\"\n"),
     );
-    let server = serve(&config);
-    let line = server.wait_for_log("pinradius listening");
-    let http: SocketAddr = line
-        .split("http=")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (server, http) = serve_with_http(&config);
     server.wait_for_log("platform sync: coworkers (full): 1 created");
     let login = |user: &str, pin: &str| {
         common::radclient_send(

@@ -320,13 +320,9 @@ pub fn render_created(c: &Customer, json: bool) -> String {
     }
 }
 
-pub fn set_pin(
-    store: &Store,
-    id: &str,
-    new_pin: &str,
-    force: bool,
-    now: DateTime<Utc>,
-) -> Result<String, CommandError> {
+/// The customer id `id` names, refused when they came from the platform, unless
+/// `force`.
+fn editable_customer(store: &Store, id: &str, force: bool) -> Result<i64, CommandError> {
     let id = parse_id(Field::CustomerId, id)?;
     super::local_person(
         store,
@@ -335,6 +331,17 @@ pub fn set_pin(
         format!("customer {id}"),
         force,
     )?;
+    Ok(id)
+}
+
+pub fn set_pin(
+    store: &Store,
+    id: &str,
+    new_pin: &str,
+    force: bool,
+    now: DateTime<Utc>,
+) -> Result<String, CommandError> {
+    let id = editable_customer(store, id, force)?;
     let new_pin = pin(new_pin)?;
     let c = store.set_customer_pin(id, &new_pin, now)?;
     Ok(format!(
@@ -350,14 +357,7 @@ pub fn set_active(
     force: bool,
     now: DateTime<Utc>,
 ) -> Result<String, CommandError> {
-    let id = parse_id(Field::CustomerId, id)?;
-    super::local_person(
-        store,
-        "coworkers",
-        &id.to_string(),
-        format!("customer {id}"),
-        force,
-    )?;
+    let id = editable_customer(store, id, force)?;
     let changed = store.set_customer_active(id, active, now)?;
     let state = if active { "active" } else { "deactivated" };
     Ok(if changed {

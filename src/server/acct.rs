@@ -65,21 +65,11 @@ fn on_datagram(
     let secret = client.secret.as_bytes();
     if packet.code() == Code::StatusServer {
         // RFC 5997 section 3: Status-Server on the accounting port is answered with an
-        // Accounting-Response, when it carries a valid Message-Authenticator (a
-        // proxy's watchdog: FreeRADIUS with `status_check = status-server`).
-        if protocol::verify_message_authenticator(&packet, secret, None) != Some(true) {
-            ctx.log_drop(
-                "bad_message_authenticator",
-                source,
-                &format_args!(
-                    "client {}: Status-Server without a valid Message-Authenticator",
-                    client.name
-                ),
-            );
-            return;
+        // Accounting-Response (a proxy's watchdog: FreeRADIUS with
+        // `status_check = status-server`).
+        if ctx.status_server_authentic(&packet, client, counters, source) {
+            let _ = socket.try_send_to(&status_answer(&packet, secret), source);
         }
-        counters.status_server.inc();
-        let _ = socket.try_send_to(&status_answer(&packet, secret), source);
         return;
     }
     if packet.code() != Code::AccountingRequest {

@@ -47,19 +47,9 @@ pub(super) fn triage<'s>(
     match packet.code() {
         Code::AccessRequest => {}
         Code::StatusServer => {
-            // RFC 5997 section 3: Status-Server must carry a valid Message-Authenticator.
-            if protocol::verify_message_authenticator(&packet, secret, None) != Some(true) {
-                ctx.log_drop(
-                    "bad_message_authenticator",
-                    source,
-                    &format_args!(
-                        "client {}: Status-Server without a valid Message-Authenticator",
-                        client.name
-                    ),
-                );
+            if !ctx.status_server_authentic(&packet, client, counters, source) {
                 return Triage::Drop;
             }
-            counters.status_server.inc();
             let mut b =
                 PacketBuilder::with_message_authenticator(Code::AccessAccept, packet.identifier());
             let _ = b.add(attr::REPLY_MESSAGE, b"pinradius up");

@@ -229,6 +229,31 @@ impl Context {
         }
     }
 
+    /// Whether a Status-Server carries a valid Message-Authenticator, as RFC 5997
+    /// section 3 requires (dropped and logged otherwise; counted when it does).
+    pub(crate) fn status_server_authentic(
+        &self,
+        packet: &crate::protocol::Packet<'_>,
+        client: &crate::config::Client,
+        counters: &crate::metrics::ClientCounters,
+        source: SocketAddr,
+    ) -> bool {
+        let secret = client.secret.as_bytes();
+        if crate::protocol::verify_message_authenticator(packet, secret, None) != Some(true) {
+            self.log_drop(
+                "bad_message_authenticator",
+                source,
+                &format_args!(
+                    "client {}: Status-Server without a valid Message-Authenticator",
+                    client.name
+                ),
+            );
+            return false;
+        }
+        counters.status_server.inc();
+        true
+    }
+
     /// Logs a dropped datagram, at most once per cause every ten seconds.
     pub(crate) fn log_drop(
         &self,

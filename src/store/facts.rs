@@ -290,28 +290,8 @@ impl std::ops::Deref for SharedToken {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::NewAccessToken;
-    use chrono::TimeZone;
+    use crate::store::testing::{new, now, store};
     use std::sync::Arc;
-
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap()
-    }
-
-    fn new(code: &str) -> NewAccessToken {
-        NewAccessToken {
-            business_id: 1,
-            access_code: code.into(),
-            minutes_included: 60,
-            ..Default::default()
-        }
-    }
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("t.db")).unwrap();
-        (dir, s)
-    }
 
     #[test]
     fn binding_respects_limit_under_a_race() {

@@ -17,6 +17,8 @@ mod people;
 mod platform;
 mod platform_people;
 mod schema;
+#[cfg(test)]
+mod testing;
 mod tokens;
 
 pub use cache::ReadPoint;

@@ -469,26 +469,7 @@ impl From<StoreError> for Fail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap()
-    }
-
-    fn new(code: &str) -> NewAccessToken {
-        NewAccessToken {
-            business_id: 1,
-            access_code: code.into(),
-            minutes_included: 60,
-            ..Default::default()
-        }
-    }
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("t.db")).unwrap();
-        (dir, s)
-    }
+    use crate::store::testing::{new, now, store};
 
     #[test]
     fn create_read_revoke_round_trip() {

@@ -201,28 +201,7 @@ pub fn radclient_send(
     kind: &str,
     attributes: &str,
 ) -> (bool, String) {
-    use std::io::Write;
-    let mut child = Command::new(radclient)
-        .args(["-x", "-r", "1", "-t", "1"])
-        .arg(to.to_string())
-        .arg(kind)
-        .arg(SECRET)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(attributes.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        format!("{}{}", stdout(&out), stderr(&out)),
-    )
+    radclient_send_within(radclient, to, kind, attributes, 1)
 }
 
 /// The value radclient printed for `attribute` (e.g. "Session-Timeout").
