@@ -26,7 +26,9 @@ fn main() {
                 .add_directive("ureq=warn".parse().expect("a valid directive"))
                 .add_directive("ureq_proto=warn".parse().expect("a valid directive")),
         )
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour only for a terminal: a log file or the journal gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match cli.log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),

@@ -658,3 +658,65 @@ fn the_load_generator_counts_verified_answers() {
     assert_eq!(forged["accepts"].as_u64(), Some(0), "{forged}");
     assert!(forged["lost"].as_u64().unwrap() > 0, "{forged}");
 }
+
+#[test]
+fn first_impressions_of_a_new_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    // A missing config: the OS error once.
+    let out = cli(&dir.path().join("missing.toml"), &["check-config"]);
+    let e = stderr(&out);
+    assert!(!out.status.success());
+    assert_eq!(e.matches("No such file or directory").count(), 1, "{e}");
+    let config = write_config(dir.path(), "");
+    // The code the operator typed is named as typed.
+    let e = stderr(&cli(&config, &["token", "show", "48213"]));
+    assert!(e.contains("no access token with code 48213"), "{e}");
+    // A token that has already expired is refused, naming the field.
+    let out = cli(
+        &config,
+        &[
+            "token",
+            "create",
+            "--business-id",
+            "1",
+            "--code",
+            "12345",
+            "--minutes",
+            "60",
+            "--valid-to",
+            "2020-01-01T00:00:00Z",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--valid-to") && stderr(&out).contains("in the past"),
+        "{}",
+        stderr(&out)
+    );
+    // Logs to a pipe carry no colour codes (no NO_COLOR here).
+    let out = std::process::Command::new(common::bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["token", "list"])
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(!stderr(&out).contains('\u{1b}'), "{}", stderr(&out));
+    // `token explain` for a device locked out for guessing says so.
+    create(
+        &config,
+        &["--business-id", "1", "--code", "12345", "--minutes", "60"],
+    );
+    let db = rusqlite::Connection::open(dir.path().join("p.db")).unwrap();
+    db.execute(
+        "INSERT INTO guard_locks VALUES ('device', 'AA:BB:CC:00:00:66', 1, 32503680000000, 'nas', 0)",
+        [],
+    )
+    .unwrap();
+    let explained = stdout(&cli(
+        &config,
+        &["token", "explain", "12345", "--mac", "aa:bb:cc:00:00:66"],
+    ));
+    assert!(explained.contains("REJECT (locked_out)"), "{explained}");
+}

@@ -91,6 +91,7 @@ pub fn update(
     overlay(&mut input.booking_guid, &changes.booking_guid);
     overlay(&mut input.visitor_guid, &changes.visitor_guid);
     let new = parse(&input).map_err(CommandError::Invalid)?;
+    super::tokens::usable(&new, now).map_err(CommandError::Invalid)?;
     Ok(if store.update_token(token.id, &new, now)? {
         format!("updated token {}", token.id)
     } else {

@@ -203,8 +203,25 @@ pub fn parse(input: &TokenInput) -> Result<NewAccessToken, Vec<FieldError>> {
     }
 }
 
+/// A token whose `valid_to` has already passed could never be used: refused (a typo
+/// in the year, or a copied example), naming the field.
+pub fn usable(t: &NewAccessToken, now: DateTime<Utc>) -> Result<(), Vec<FieldError>> {
+    match t.valid_to {
+        Some(end) if end <= now => Err(vec![bad(
+            Field::ValidTo,
+            &end.to_rfc3339(),
+            format!(
+                "is in the past (now is {}): the token could never be used",
+                now.to_rfc3339()
+            ),
+        )]),
+        _ => Ok(()),
+    }
+}
+
 pub fn create(store: &Store, input: &TokenInput, now: DateTime<Utc>) -> Result<i64, CommandError> {
     let token = parse(input).map_err(CommandError::Invalid)?;
+    usable(&token, now).map_err(CommandError::Invalid)?;
     Ok(store.create_token(&token, now)?)
 }
 
@@ -311,13 +328,15 @@ pub fn find(
 ) -> Result<AccessToken, CommandError> {
     let mut found = store.tokens_by_code(code, business_id)?;
     match found.len() {
+        // The operator's own input is named as typed (escaped): a masked "***99"
+        // would not say which of their codes was meant.
         0 => Err(CommandError::NotFound {
-            code: mask_code(code),
+            code: crate::model::LogSafe(code).to_string(),
             business_id,
         }),
         1 => Ok(found.remove(0)),
         _ => Err(CommandError::Ambiguous {
-            code: mask_code(code),
+            code: crate::model::LogSafe(code).to_string(),
             businesses: found.iter().map(|t| t.business_id).collect(),
         }),
     }
@@ -551,7 +570,20 @@ pub fn explain(
             usage.open_sessions_elsewhere
         );
     }
-    match policy::decide(now, &token, owner, &usage, device, rules) {
+    // A device locked out for guessing is refused before anything else.
+    let locked = match device {
+        Some(mac) => store
+            .lockout(crate::store::LockScope::Device, &mac.to_string())?
+            .filter(|l| l.locked_until > now),
+        None => None,
+    };
+    let decided = match locked {
+        Some(l) => Err(crate::policy::RejectReason::LockedOut {
+            until: l.locked_until,
+        }),
+        None => policy::decide(now, &token, owner, &usage, device, rules),
+    };
+    match decided {
         Ok(g) => {
             let _ = writeln!(
                 out,

@@ -139,7 +139,7 @@ pub(super) async fn create(
         Ok(k) => k,
         Err(e) => return respond(&ctx, ROUTE, e),
     };
-    let (token, attempted_code) = match token_of_body(&body) {
+    let (token, attempted_code) = match token_of_body(&body, ctx.clock.now()) {
         Ok(t) => t,
         Err(e) => return respond(&ctx, ROUTE, e),
     };
@@ -179,6 +179,7 @@ fn write_failure(e: StoreError, attempted_code: Value) -> (StatusCode, Value) {
 /// AccessCode as attempted (for a clash's error); or the error envelope.
 fn token_of_body(
     body: &[u8],
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(crate::model::NewAccessToken, Value), (StatusCode, Value)> {
     let object = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(o)) => o,
@@ -200,7 +201,9 @@ fn token_of_body(
         }
     };
     let (input, attempted, mut errors) = input_of(&object);
-    let token = match token_commands::parse(&input) {
+    let parsed =
+        token_commands::parse(&input).and_then(|t| token_commands::usable(&t, now).map(|()| t));
+    let token = match parsed {
         Ok(t) if errors.is_empty() => t,
         Ok(_) => return Err(failure(StatusCode::BAD_REQUEST, &errors)),
         Err(field_errors) => {
@@ -241,7 +244,7 @@ pub(super) async fn update(
             Ok(v) => v,
             Err(e) => return respond(&ctx, ROUTE, e),
         };
-    let (token, attempted_code) = match token_of_body(&body) {
+    let (token, attempted_code) = match token_of_body(&body, ctx.clock.now()) {
         Ok(t) => t,
         Err(e) => return respond(&ctx, ROUTE, e),
     };
