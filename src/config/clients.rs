@@ -114,6 +114,11 @@ pub struct Client {
     pub email_login: bool,
 }
 
+/// Whether every address of `network` is this machine's.
+fn is_loopback(network: &IpNet) -> bool {
+    network.network().is_loopback() && network.broadcast().is_loopback()
+}
+
 /// `address` of a client: an IP address or a CIDR network (host bits must be zero, so
 /// a typo such as 10.1.2.3/16 is not silently widened).
 pub fn parse_client_address(key: &str, value: &str) -> Result<IpNet, ConfigError> {
@@ -196,6 +201,23 @@ pub(super) fn validate_clients(
         }
         if c.secret.is_empty() {
             return Err(invalid(key("secret"), "", "must not be empty"));
+        }
+        // The shipped example secrets are public: only a client on this machine may
+        // keep one (the shipped config's own loopback client).
+        if c.secret
+            .as_bytes()
+            .to_ascii_lowercase()
+            .starts_with(b"change-me")
+            && !is_loopback(&network)
+        {
+            return Err(invalid(
+                key("secret"),
+                "<the shipped placeholder>",
+                format!(
+                    "is the example secret from the shipped config, for a client at {}: set the NAS's own shared secret (16+ random characters)",
+                    c.address
+                ),
+            ));
         }
         if c.business_id < 1 {
             return Err(invalid(

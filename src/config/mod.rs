@@ -308,6 +308,29 @@ reply_attributes = { "Mikrotik-Rate-Limit" = "2M/2M", "WISPr-Bandwidth-Max-Down"
     }
 
     #[test]
+    fn the_shipped_placeholder_secret_is_only_for_this_machine() {
+        let dir = tempfile::tempdir().unwrap();
+        let with = |address: &str, secret: &str| {
+            Config::from_toml(
+                &dir.path().join("p.toml"),
+                &format!(
+                    "[server]\ndatabase = \"p.db\"\n[[client]]\nname = \"n\"\naddress = \"{address}\"\nsecret = \"{secret}\"\nbusiness_id = 1\n"
+                ),
+            )
+        };
+        assert!(with("127.0.0.1", "change-me-localhost-secret").is_ok());
+        let e = with("192.168.88.1", "CHANGE-ME-SECRET")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("client[0].secret") && e.contains("192.168.88.1"),
+            "{e}"
+        );
+        assert!(with("10.0.0.0/8", "change-me-a-long-shared-secret").is_err());
+        assert!(with("192.168.88.1", "Tq8v3Lx9Rk2mWp7ZcN4s").is_ok());
+    }
+
+    #[test]
     fn good_config_resolves_paths_and_attributes() {
         let c = load(GOOD).unwrap();
         assert_eq!(c.database, PathBuf::from("/etc/pinradius/data/p.db"));
