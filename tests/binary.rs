@@ -547,6 +547,7 @@ fn lockouts_survive_a_restart_and_attacks_are_logged_once() {
     );
     let (ok, out) = radclient_send(&rc, server.auth, "auth", right);
     assert!(ok, "cleared from the CLI while running: {out}");
+    server.wait_for_log("accepted: first login of this device with this code");
     let again = stderr(&cli(&config, &["lockout", "clear", "aa:bb:cc:00:00:66"]));
     assert!(
         again.contains("no lock for device AA:BB:CC:00:00:66"),

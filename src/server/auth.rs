@@ -536,9 +536,19 @@ fn grant_login(
         if !matches!(bound, Ok(BindOutcome::Bound | BindOutcome::AlreadyBound)) {
             ctx.holds.release(token.id, device);
         }
-        if bound? == BindOutcome::LimitReached {
-            let limit = grant.device_limit.unwrap_or(0);
-            return Ok(Outcome::Reject(RejectReason::DeviceLimitReached { limit }));
+        match bound? {
+            BindOutcome::LimitReached => {
+                let limit = grant.device_limit.unwrap_or(0);
+                return Ok(Outcome::Reject(RejectReason::DeviceLimitReached { limit }));
+            }
+            // A device's first login on a code is an event an operator looks for (a
+            // returning device's logins are at debug; accepts_total counts them all).
+            BindOutcome::Bound => tracing::info!(
+                client = %client.name, token = token.id, device = %mac,
+                code = %MaskedCode(Some(&token.access_code)),
+                "accepted: first login of this device with this code (device bound)"
+            ),
+            BindOutcome::AlreadyBound => {}
         }
     }
     if let (true, TokenOwner::Visitor { visitor_id, .. }) = (grant.check_in, owner) {

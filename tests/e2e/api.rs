@@ -575,3 +575,51 @@ async fn put_replaces_a_token_with_the_same_validation_as_post() {
     assert_eq!(status, 404);
     h.stop().await;
 }
+
+/// The README's own API example, as written, creates a token that logs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_api_example_works_as_written() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let example = readme
+        .lines()
+        .skip_while(|l| {
+            !l.starts_with("curl -s -X POST http://127.0.0.1:8080/api/spaces/accesstokens")
+        })
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("-d '")
+                .and_then(|rest| rest.strip_suffix('\''))
+        })
+        .expect("the README has the curl example with a -d body");
+    // The harness's clock is fixed at 2026-11-23; the example must not be expired by
+    // then, nor by the real today.
+    let h = Harness::start(&http_config()).await;
+    let (status, v, _) = call(
+        &h,
+        "POST",
+        "/api/spaces/accesstokens",
+        Some(CREATE),
+        Some(example.to_string()),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["Message"], "AccessToken was successfully created.");
+    let code = serde_json::from_str::<Value>(example).unwrap()["AccessCode"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = crate::harness::ask(
+        h.auth,
+        crate::harness::pap(&code, &code, Some("aa-bb-cc-00-00-01")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.code,
+        radius::core::code::Code::AccessAccept,
+        "{}",
+        r.reply_message()
+    );
+    h.stop().await;
+}
