@@ -56,6 +56,7 @@ business_id = 1
 [lockout]
 $3
 TOML
+  "$BIN" --config "$dir/p.toml" db init >/dev/null
   "$BIN" --config "$dir/p.toml" token import "$WORK/pins.csv" >/dev/null 2>&1
   RUST_LOG=warn "$BIN" --config "$dir/p.toml" serve 2>"$dir/log" &
   SERVER=$!

@@ -50,6 +50,9 @@ pub enum Command {
     /// Devices locked out after too many failed logins.
     #[command(subcommand)]
     Lockout(LockoutCommand),
+    /// The database file.
+    #[command(subcommand)]
+    Db(DbCommand),
     /// The coworking platform (`[nexudus]`): pull its records now, or show where the
     /// sync stands.
     #[command(subcommand)]
@@ -175,6 +178,13 @@ pub enum LockoutCommand {
         #[arg(long, conflicts_with_all = ["mac"])]
         server: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create the database (mode 0600) or bring it to the current schema. Only this
+    /// and `serve` create one: every other command needs it to exist.
+    Init,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,7 +4,7 @@
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use pinradius::cli::{
-    BenchCommand, Cli, Command, CreateArgs, CustomerCommand, LockoutCommand, LogFormat,
+    BenchCommand, Cli, Command, CreateArgs, CustomerCommand, DbCommand, LockoutCommand, LogFormat,
     SessionCommand, SyncCommand, TokenCommand, VisitorCommand,
 };
 use pinradius::clock::SystemClock;
@@ -98,6 +98,20 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Serve => serve(config),
+        Command::Db(DbCommand::Init) => {
+            let existed = config.database.exists();
+            Store::open(&config.database)?;
+            println!(
+                "{} {}",
+                if existed {
+                    "database is up to date:"
+                } else {
+                    "created database"
+                },
+                config.database.display()
+            );
+            Ok(())
+        }
         Command::Bench(BenchCommand::Seed {
             tokens,
             prefix,
@@ -115,7 +129,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(_) => unreachable!("handled before the config is read"),
         Command::Sync(cmd) => {
-            let store = Arc::new(Store::open(&config.database)?);
+            let store = Arc::new(Store::open_existing(&config.database)?);
             match cmd {
                 SyncCommand::Status { json } => {
                     print!("{}", commands::sync::status(&store, json)?);
@@ -136,7 +150,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Lockout(cmd) => {
-            let store = Store::open(&config.database)?;
+            let store = Store::open_existing(&config.database)?;
             let now = chrono::Utc::now();
             let out = match cmd {
                 LockoutCommand::List { json, all } => {
@@ -167,7 +181,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Session(cmd) => {
-            let store = Store::open(&config.database)?;
+            let store = Store::open_existing(&config.database)?;
             let out = match cmd {
                 SessionCommand::List { json, open } => sessions::list(&store, open, json)?,
                 SessionCommand::Close { id } => sessions::close(&store, &id, chrono::Utc::now())?,
@@ -179,7 +193,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Visitor(cmd) => {
-            let store = Store::open(&config.database)?;
+            let store = Store::open_existing(&config.database)?;
             print!(
                 "{}",
                 visitor_command(&config, &store, *cmd, chrono::Utc::now())?
@@ -187,7 +201,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Customer(cmd) => {
-            let store = Store::open(&config.database)?;
+            let store = Store::open_existing(&config.database)?;
             print!(
                 "{}",
                 customer_command(&config, &store, *cmd, chrono::Utc::now())?
@@ -196,7 +210,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Token(cmd) => {
             let cmd = *cmd;
-            let store = Store::open(&config.database)?;
+            let store = Store::open_existing(&config.database)?;
             let now = chrono::Utc::now();
             let out = match cmd {
                 TokenCommand::Create(a) => {

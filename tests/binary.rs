@@ -721,3 +721,43 @@ fn first_impressions_of_a_new_operator() {
     ));
     assert!(explained.contains("REJECT (locked_out)"), "{explained}");
 }
+
+#[test]
+fn admin_commands_never_create_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\ndatabase = \"typo.db\"\n[[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\nsecret = \"{}\"\nbusiness_id = 1\n",
+            common::SECRET
+        ),
+    )
+    .unwrap();
+    let db = dir.path().join("typo.db");
+    for args in [
+        vec!["token", "list"],
+        vec!["customer", "list"],
+        vec!["lockout", "list"],
+        vec!["sync", "status"],
+    ] {
+        let out = cli(&config, &args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            stderr(&out).contains(&format!("database {} does not exist", db.display())),
+            "{}",
+            stderr(&out)
+        );
+        assert!(!db.exists(), "{args:?} created the database");
+    }
+    let out = cli(&config, &["db", "init"]);
+    assert!(
+        out.status.success() && stdout(&out).contains("created database"),
+        "{}",
+        stderr(&out)
+    );
+    let mode = std::fs::metadata(&db).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(stdout(&cli(&config, &["db", "init"])).contains("up to date"));
+    assert!(cli(&config, &["token", "list"]).status.success());
+}

@@ -84,20 +84,9 @@ fn pinradius_behind_proxy(dir: &Path, auth: u16, acct: u16) -> PathBuf {
         ),
     )
     .unwrap();
-    let out = cli(
-        &path,
-        &[
-            "token",
-            "create",
-            "--business-id",
-            "1",
-            "--code",
-            CODE,
-            "--minutes",
-            "60",
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    let init = cli(&path, &["db", "init"]);
+    assert!(init.status.success(), "{}", stderr(&init));
+    common::create_token(&path, CODE, 60);
     path
 }
 

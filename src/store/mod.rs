@@ -50,6 +50,14 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    #[error(
+        "database {path} does not exist: `pinradius serve` creates it on first start, or run `pinradius db init`"
+    )]
+    Missing { path: PathBuf },
+    #[error(
+        "database {path} is read-only (file or folder permissions, or a read-only mount): pinradius must write to it"
+    )]
+    ReadOnly { path: PathBuf },
     #[error("database {path}: migration failed: {message}")]
     Migration { path: PathBuf, message: String },
     #[error("code {code} is already used by {owner} in business {business_id}")]
@@ -96,11 +104,34 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed, mode 0600) and migrates the database at `path`.
+    /// Opens the existing database at `path` (admin commands: they never create one,
+    /// so a typo in the path is an error, not a new empty database) and migrates it.
+    pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        Self::open(path)
+    }
+
+    /// Opens (creating if needed, mode 0600) and migrates the database at `path`
+    /// (`serve` and `db init`). A database it cannot write to is an error.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         create_private_file(path)?;
         // Migrate first: the cache's probe connection must see the final schema.
         let mut conn = connect(path)?;
+        if conn
+            .is_readonly(rusqlite::MAIN_DB)
+            .map_err(|source| StoreError::Sqlite {
+                path: path.to_path_buf(),
+                source,
+            })?
+        {
+            return Err(StoreError::ReadOnly {
+                path: path.to_path_buf(),
+            });
+        }
         schema::migrate(&mut conn).map_err(|e| StoreError::Migration {
             path: path.to_path_buf(),
             message: e,

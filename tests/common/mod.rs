@@ -16,7 +16,8 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_pinradius")
 }
 
-/// Writes a config with one client (127.0.0.1, business 1) plus `extra`.
+/// Writes a config with one client (127.0.0.1, business 1) plus `extra`, and creates
+/// its database (`db init`: admin commands never create one) when the config is valid.
 pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("p.toml");
     std::fs::write(
@@ -27,6 +28,7 @@ pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
         ),
     )
     .unwrap();
+    let _ = cli(&path, &["db", "init"]);
     path
 }
 
