@@ -12,6 +12,35 @@ pub struct HttpSection {
     pub listen: String,
     #[serde(default, rename = "api_key")]
     pub api_keys: Vec<ApiKeySection>,
+    /// Connections served at once; more are closed as they arrive.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: i64,
+    /// A request's headers must arrive within this long (slow clients are cut off).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_seconds: i64,
+    /// A connection is closed after this long, whatever it does (an idle keep-alive
+    /// connection holds a place no longer).
+    #[serde(default = "default_connection_seconds")]
+    pub max_connection_seconds: i64,
+    /// Largest request body (the webhook route takes up to 4 MiB regardless).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: i64,
+}
+
+fn default_max_connections() -> i64 {
+    256
+}
+
+fn default_header_timeout() -> i64 {
+    10
+}
+
+fn default_connection_seconds() -> i64 {
+    120
+}
+
+fn default_max_body() -> i64 {
+    65_536
 }
 
 /// `[[http.api_key]]`: a bearer token a platform presents, and what it may do.
@@ -75,6 +104,16 @@ impl ApiKey {
 pub struct HttpConfig {
     pub listen: SocketAddr,
     pub api_keys: Vec<ApiKey>,
+    pub limits: HttpLimits,
+}
+
+/// The HTTP listener's limits (`[http]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    pub max_connections: usize,
+    pub header_timeout: std::time::Duration,
+    pub max_connection: std::time::Duration,
+    pub max_body: usize,
 }
 
 /// Shortest API token accepted: a bearer token is all an attacker on the network
@@ -149,7 +188,39 @@ pub(super) fn validate_http(h: &HttpSection) -> Result<HttpConfig, ConfigError> 
             roles,
         });
     }
-    Ok(HttpConfig { listen, api_keys })
+    let within = |key: &str, v: i64, min: i64, max: i64| {
+        if (min..=max).contains(&v) {
+            Ok(v as u64)
+        } else {
+            Err(invalid(key, v, format!("must be {min} to {max}")))
+        }
+    };
+    let limits = HttpLimits {
+        max_connections: within("http.max_connections", h.max_connections, 1, 100_000)? as usize,
+        header_timeout: std::time::Duration::from_secs(within(
+            "http.header_timeout_seconds",
+            h.header_timeout_seconds,
+            1,
+            300,
+        )?),
+        max_connection: std::time::Duration::from_secs(within(
+            "http.max_connection_seconds",
+            h.max_connection_seconds,
+            1,
+            86_400,
+        )?),
+        max_body: within(
+            "http.max_body_bytes",
+            h.max_body_bytes,
+            1024,
+            64 * 1024 * 1024,
+        )? as usize,
+    };
+    Ok(HttpConfig {
+        listen,
+        api_keys,
+        limits,
+    })
 }
 
 #[cfg(test)]

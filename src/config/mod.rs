@@ -17,7 +17,7 @@ pub use clients::{
     AttributeValue, Client, ClientSection, PasswordMode, Secret, parse_client_address,
 };
 pub use disconnect::{DisconnectSection, DisconnectSettings};
-pub use http::{ApiKey, ApiKeySection, HttpConfig, HttpSection, Role};
+pub use http::{ApiKey, ApiKeySection, HttpConfig, HttpLimits, HttpSection, Role};
 pub use lockout::LockoutSection;
 pub use nexudus::{NexudusConfig, NexudusSection};
 pub use reply::ReplySection;

@@ -23,8 +23,6 @@ use serde_json::{Value, json};
 use std::future::Future;
 use std::sync::Arc;
 
-/// Largest request body accepted: a token is a few hundred bytes.
-const MAX_BODY: usize = 64 * 1024;
 /// Largest webhook body: an array of the platform's records.
 const MAX_WEBHOOK_BODY: usize = 4 * 1024 * 1024;
 
@@ -46,19 +44,58 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .route("/api/openapi.json", get(openapi::document))
         .route("/metrics", get(metrics))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(ctx)
 }
 
-/// Serves `listener` until `shutdown` completes.
+/// Serves `listener` until `shutdown` completes, within `limits`: at most
+/// `max_connections` connections (more are closed as they arrive, so a flood of slow
+/// or idle connections holds a bounded number of file descriptors and buffers, and
+/// RADIUS and SQLite keep theirs), each request's headers within `header_timeout`,
+/// each connection for at most `max_connection`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     ctx: Arc<Context>,
+    limits: crate::config::HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(ctx))
-        .with_graceful_shutdown(shutdown)
-        .await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    let app = router(ctx.clone()).layer(DefaultBodyLimit::max(limits.max_body));
+    let places = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut refused: u64 = 0;
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(v) => v,
+                Err(e) => {
+                    // EMFILE and friends: wait a moment rather than spin.
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        let Ok(place) = places.clone().try_acquire_owned() else {
+            drop(stream);
+            refused += 1;
+            ctx.metrics.dropped("http_connection_limit");
+            if refused.is_power_of_two() {
+                tracing::warn!(%peer, refused, max = limits.max_connections, "HTTP connection refused: the listener is at http.max_connections");
+            }
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(limits.max_connection, connection).await;
+            drop(place);
+        });
+    }
 }
 
 /// One bad input, as the platform reports it.

@@ -295,8 +295,8 @@ pub struct Server {
     acct: Arc<UdpSocket>,
     /// The accounting writer thread (group commit).
     ledger: LedgerWriter,
-    /// The HTTP API and metrics listener, when `[http]` is configured.
-    http: Option<tokio::net::TcpListener>,
+    /// The HTTP API and metrics listener and its limits, when `[http]` is configured.
+    http: Option<(tokio::net::TcpListener, crate::config::HttpLimits)>,
 }
 
 impl Server {
@@ -314,9 +314,12 @@ impl Server {
         auth.set_read_timeout(Some(Duration::from_millis(100)))?;
         let acct = UdpSocket::bind(config.acct_listen).await?;
         let http = match &config.http {
-            Some(h) => Some(tokio::net::TcpListener::bind(h.listen).await.map_err(|e| {
-                std::io::Error::new(e.kind(), format!("http.listen = {}: {e}", h.listen))
-            })?),
+            Some(h) => Some((
+                tokio::net::TcpListener::bind(h.listen).await.map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("http.listen = {}: {e}", h.listen))
+                })?,
+                h.limits,
+            )),
             None => None,
         };
         let ledger = LedgerWriter::start(&store).map_err(std::io::Error::other)?;
@@ -346,7 +349,7 @@ impl Server {
 
     /// The HTTP listener's address, when `[http]` is configured.
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http.as_ref().and_then(|l| l.local_addr().ok())
+        self.http.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     pub fn context(&self) -> &Arc<Context> {
@@ -378,11 +381,12 @@ impl Server {
         ));
         let disconnector = tokio::spawn(disconnect::run(self.context.clone(), stopped.clone()));
         let sweeper = tokio::spawn(sweep_guard(self.context.clone(), stopped.clone()));
-        let http = self.http.map(|listener| {
+        let http = self.http.map(|(listener, limits)| {
             let mut stopped = stopped.clone();
             tokio::spawn(crate::http::serve(
                 listener,
                 self.context.clone(),
+                limits,
                 async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 },

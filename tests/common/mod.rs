@@ -136,10 +136,15 @@ fn field(line: &str, name: &str) -> Option<SocketAddr> {
 
 /// Starts `pinradius serve` and waits for its listening line.
 pub fn serve(config: &Path) -> Running {
-    let child = Command::new(bin())
-        .arg("--config")
-        .arg(config)
-        .arg("serve")
+    let mut command = Command::new(bin());
+    command.arg("--config").arg(config).arg("serve");
+    serve_with(command)
+}
+
+/// Starts `command` (a `pinradius serve`, perhaps wrapped, e.g. in a shell that
+/// lowers a limit first) and waits for its listening line.
+pub fn serve_with(mut command: Command) -> Running {
+    let child = command
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
