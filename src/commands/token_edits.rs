@@ -29,18 +29,25 @@ fn editable(
 
 /// A member's PIN token is changed through the member; a visitor's token keeps the
 /// visitor's PIN as its code (the visitor finds their token by it).
-fn pin_token_stays(token: &AccessToken, changes: &TokenInput) -> Result<(), CommandError> {
-    let owner = match (token.customer_id, &token.visitor_guid) {
-        (Some(customer), _) => format!("customer {customer}"),
-        (None, Some(guid)) if changes.access_code.is_some() || changes.business_id.is_some() => {
-            format!("visitor {guid}")
-        }
-        _ => return Ok(()),
-    };
-    Err(CommandError::PinToken {
-        code: mask_code(&token.access_code),
-        owner,
-    })
+/// The one rule for the CLI and the API: `Some(owner)` when the edit would break a
+/// person's PIN token (`moves_code`: the edit changes the code or the business;
+/// `None` for a delete, which no member's token may take).
+pub fn pin_token_owner(token: &AccessToken, moves_code: Option<bool>) -> Option<String> {
+    match (token.customer_id, &token.visitor_guid, moves_code) {
+        (Some(customer), ..) => Some(format!("customer {customer}")),
+        (None, Some(guid), Some(true)) => Some(format!("visitor {guid}")),
+        _ => None,
+    }
+}
+
+fn pin_token_stays(token: &AccessToken, moves_code: Option<bool>) -> Result<(), CommandError> {
+    match pin_token_owner(token, moves_code) {
+        Some(owner) => Err(CommandError::PinToken {
+            code: mask_code(&token.access_code),
+            owner,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The token's fields as text, for an update to overlay.
@@ -72,7 +79,10 @@ pub fn update(
     now: DateTime<Utc>,
 ) -> Result<String, CommandError> {
     let token = editable(store, code, business_id, force)?;
-    pin_token_stays(&token, changes)?;
+    pin_token_stays(
+        &token,
+        Some(changes.access_code.is_some() || changes.business_id.is_some()),
+    )?;
     let mut input = as_input(&token);
     let overlay = |mine: &mut Option<String>, given: &Option<String>| {
         if given.is_some() {
@@ -108,12 +118,7 @@ pub fn delete(
     now: DateTime<Utc>,
 ) -> Result<String, CommandError> {
     let token = editable(store, code, business_id, force)?;
-    if let Some(customer) = token.customer_id {
-        return Err(CommandError::PinToken {
-            code: mask_code(&token.access_code),
-            owner: format!("customer {customer}"),
-        });
-    }
+    pin_token_stays(&token, None)?;
     store.delete_token(token.id, now)?;
     Ok(format!(
         "deleted token {} ({})",

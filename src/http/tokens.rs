@@ -252,28 +252,10 @@ pub(super) async fn update(
         let Some(current) = c.store.token_by_id(id)? else {
             return Ok(Err(not_found(id)));
         };
-        let pin_of = match (current.customer_id, &current.visitor_guid) {
-            (Some(customer), _) => Some(format!("customer {customer}")),
-            (None, Some(guid)) if current.access_code != token.access_code => {
-                Some(format!("visitor {guid}"))
-            }
-            _ => None,
-        };
-        if let Some(owner) = pin_of {
-            return Ok(Err(one_error(
-                StatusCode::BAD_REQUEST,
-                "Id",
-                json!(id),
-                format!("is the PIN token of {owner}; change the person instead"),
-            )));
-        }
-        if let Some((entity, platform_id)) = c.store.platform_source(id)? {
-            return Ok(Err(one_error(
-                StatusCode::CONFLICT,
-                "Id",
-                json!(id),
-                format!("came from Nexudus ({entity} {platform_id}): change it there"),
-            )));
+        let moves =
+            current.access_code != token.access_code || current.business_id != token.business_id;
+        if let Some(refused) = not_editable(c, &current, Some(moves), "change")? {
+            return Ok(Err(refused));
         }
         let changed = c.store.update_token(id, &token, c.clock.now())?;
         c.disconnect_wake.notify_one();
@@ -295,6 +277,34 @@ pub(super) async fn update(
         Ok(Err(e)) => write_failure(e, attempted_code),
     };
     respond(&ctx, ROUTE, envelope)
+}
+
+/// Why the API may not `verb` this token, if it may not: a person's PIN token (the
+/// CLI's rule, `token_edits::pin_token_owner`), or a token from Nexudus (409).
+fn not_editable(
+    c: &Context,
+    token: &crate::model::AccessToken,
+    moves_code: Option<bool>,
+    verb: &str,
+) -> Result<Option<(StatusCode, Value)>, StoreError> {
+    if let Some(owner) = crate::commands::token_edits::pin_token_owner(token, moves_code) {
+        return Ok(Some(one_error(
+            StatusCode::BAD_REQUEST,
+            "Id",
+            json!(token.id),
+            format!("is the PIN token of {owner}; {verb} the person instead"),
+        )));
+    }
+    Ok(c.store
+        .platform_source(token.id)?
+        .map(|(entity, platform_id)| {
+            one_error(
+                StatusCode::CONFLICT,
+                "Id",
+                json!(token.id),
+                format!("came from Nexudus ({entity} {platform_id}): {verb} it there"),
+            )
+        }))
 }
 
 fn parse_id(raw: &str) -> Result<i64, (StatusCode, Value)> {
@@ -453,21 +463,8 @@ pub(super) async fn delete(
         let Some(t) = c.store.token_by_id(id)? else {
             return Ok(Err(not_found(id)));
         };
-        if let Some(customer) = t.customer_id {
-            return Ok(Err(one_error(
-                StatusCode::BAD_REQUEST,
-                "Id",
-                json!(id),
-                format!("is the PIN token of customer {customer}; deactivate the customer instead"),
-            )));
-        }
-        if let Some((entity, platform_id)) = c.store.platform_source(id)? {
-            return Ok(Err(one_error(
-                StatusCode::CONFLICT,
-                "Id",
-                json!(id),
-                format!("came from Nexudus ({entity} {platform_id}): delete it there"),
-            )));
+        if let Some(refused) = not_editable(c, &t, None, "delete")? {
+            return Ok(Err(refused));
         }
         if !c.store.delete_token(id, c.clock.now())? {
             return Ok(Err(not_found(id)));
