@@ -489,6 +489,15 @@ fn members_and_visitors_arrive_change_and_leave() {
     assert!(!explain("13579").contains("ACCEPT"));
 }
 
+/// A config taking webhooks signed with `secret` on an `[http]` listener.
+fn webhook_config(dir: &Path, platform: SocketAddr, secret: &str) -> std::path::PathBuf {
+    config(
+        dir,
+        platform,
+        &format!("webhook_secret = \"{secret}\"\n[http]\nlisten = \"127.0.0.1:0\"\n"),
+    )
+}
+
 /// `serve`, and the address of its `[http]` listener (from the listening line).
 fn serve_with_http(config: &Path) -> (common::Running, SocketAddr) {
     let server = serve(config);
@@ -535,11 +544,7 @@ fn signed_webhooks_are_applied_by_reading_the_record_again() {
     let (addr, platform) = start_platform();
     platform.lock().unwrap().put_visitor(9, "13579", None);
     let dir = tempfile::tempdir().unwrap();
-    let config = config(
-        dir.path(),
-        addr,
-        &format!("webhook_secret = \"{SECRET}\"\n[http]\nlisten = \"127.0.0.1:0\"\n"),
-    );
+    let config = webhook_config(dir.path(), addr, SECRET);
     let (server, http) = serve_with_http(&config);
     server.wait_for_log("platform sync: visitors (full): 1 created");
     let exists = |code: &str| cli(&config, &["token", "show", code]).status.success();
@@ -684,11 +689,7 @@ fn a_platform_member_logs_in_by_pin_and_by_email_and_a_pin_change_by_webhook_end
         .unwrap()
         .put_member(5, "24680", "Grace@Example.org", true);
     let dir = tempfile::tempdir().unwrap();
-    let config = config(
-        dir.path(),
-        addr,
-        &format!("webhook_secret = \"{SECRET}\"\n[http]\nlisten = \"127.0.0.1:0\"\n"),
-    );
+    let config = webhook_config(dir.path(), addr, SECRET);
     let (server, http) = serve_with_http(&config);
     server.wait_for_log("platform sync: coworkers (full): 1 created");
     let login = |user: &str, pin: &str| {
