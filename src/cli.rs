@@ -126,6 +126,10 @@ pub struct BenchArgs {
     /// Distinct devices (Calling-Station-Id).
     #[arg(long, default_value_t = 1000)]
     pub devices: u32,
+    /// Every request from a device never seen before (numbered from a random start):
+    /// first-use logins, each binding its device.
+    #[arg(long, conflicts_with = "devices")]
+    pub new_devices: bool,
     /// Requests outstanding in total.
     #[arg(long, default_value_t = 256)]
     pub window: u32,

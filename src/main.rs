@@ -407,7 +407,12 @@ fn bench(a: &pinradius::cli::BenchArgs, load: pinradius::bench::Load) -> Result<
         secret: a.secret.clone(),
         load,
         codes,
-        devices: a.devices.max(1),
+        devices: if a.new_devices {
+            u32::MAX
+        } else {
+            a.devices.max(1)
+        },
+        first_device: if a.new_devices { rand::random() } else { 0 },
         window: a.window.max(1),
         sockets: a.sockets.max(1),
         duration: std::time::Duration::from_secs_f64(a.duration),

@@ -34,6 +34,8 @@ pub struct BenchOptions {
     pub codes: Vec<String>,
     /// Distinct devices (Calling-Station-Id) to cycle through.
     pub devices: u32,
+    /// Device numbers start here (a random start gives every run new devices).
+    pub first_device: u32,
     /// Requests outstanding in total, spread over `sockets` (at most 256 each).
     pub window: u32,
     pub sockets: u32,
@@ -159,7 +161,7 @@ fn build(
 ) -> Vec<u8> {
     let secret = o.secret.as_bytes();
     let code = &o.codes[(seq % o.codes.len() as u64) as usize];
-    let device = (seq % u64::from(o.devices.max(1))) as u32;
+    let device = ((seq % u64::from(o.devices.max(1))) as u32).wrapping_add(o.first_device);
     match o.load {
         Load::Auth => {
             *authenticator = random_authenticator(rng);
@@ -500,6 +502,7 @@ mod tests {
             load: Load::Auth,
             codes: vec!["12345".into()],
             devices: 1,
+            first_device: 0,
             window: 1,
             sockets: 1,
             duration: Duration::from_secs(1),
