@@ -6,7 +6,7 @@ use crate::clock::FixedClock;
 use crate::config::Config;
 use crate::model::NewAccessToken;
 use crate::protocol::{self, Code};
-use crate::server::{Context, process_auth_datagram, record_of};
+use crate::server::{Arrived, Context, Processed, Responder, process_auth_datagram, record_of};
 use crate::store::Store;
 use chrono::{TimeZone, Utc};
 use std::net::SocketAddr;
@@ -40,7 +40,23 @@ pub fn packet(data: &[u8]) {
 /// Target `request_path`: a whole server (in-memory store, fixed clock) answering the
 /// datagram as the receive loop and a worker would, accounting included.
 pub struct RequestPath {
-    ctx: Context,
+    ctx: Arc<Context>,
+    /// Where answers given after their writes arrive.
+    later: std::sync::mpsc::Receiver<Vec<u8>>,
+    responder: Arc<dyn Responder>,
+}
+
+/// Collects the answers of logins answered after their writes.
+struct Collect(std::sync::Mutex<std::sync::mpsc::Sender<Vec<u8>>>);
+
+impl Responder for Collect {
+    fn respond(&self, answer: &[u8], _to: SocketAddr) {
+        let _ = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(answer.to_vec());
+    }
 }
 
 impl RequestPath {
@@ -76,7 +92,12 @@ impl RequestPath {
         }
         let ctx =
             Context::new(&config, store, Arc::new(FixedClock::new(now))).expect("fuzz context");
-        Self { ctx }
+        let (tx, later) = std::sync::mpsc::channel();
+        Self {
+            ctx: Arc::new(ctx),
+            later,
+            responder: Arc::new(Collect(std::sync::Mutex::new(tx))),
+        }
     }
 
     /// Feeds one datagram; returns the answer, if any, after checking that it is a
@@ -90,15 +111,23 @@ impl RequestPath {
             let _ = self.ctx.store.apply_accounting(&record);
             return None;
         }
-        let answer = process_auth_datagram(
-            &self.ctx,
-            &self.ctx.settings(),
-            data,
+        let at = Arrived {
             source,
-            Instant::now(),
-            self.ctx.store.read_point(),
-        )?
-        .bytes;
+            received: Instant::now(),
+            read_point: self.ctx.store.read_point(),
+        };
+        let answer =
+            match process_auth_datagram(&self.ctx, &self.ctx.settings(), &self.responder, data, at)
+            {
+                Processed::Answer(a) => a.bytes,
+                Processed::Nothing => return None,
+                // Its writes go to the login writer thread, which answers it (or not, when
+                // a write failed outright) within the configured wait.
+                Processed::Later => self
+                    .later
+                    .recv_timeout(std::time::Duration::from_secs(5))
+                    .ok()?,
+            };
         let p = protocol::validate(&answer).expect("our answers are valid packets");
         assert_eq!(
             p.attributes().next().map(|a| a.typ),

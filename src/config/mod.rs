@@ -118,6 +118,8 @@ pub struct Config {
     pub acct_listen: SocketAddr,
     pub database: PathBuf,
     pub retransmit_cache_seconds: u64,
+    /// `[server] login_write_wait_ms`.
+    pub login_write_wait: std::time::Duration,
     pub idle_timeout: Option<u32>,
     pub acct_interim_interval: Option<u32>,
     pub clients: Vec<Client>,
@@ -229,6 +231,7 @@ impl Config {
             acct_listen,
             database: resolve(&raw.server.database),
             retransmit_cache_seconds: raw.server.retransmit_cache_seconds,
+            login_write_wait: std::time::Duration::from_millis(raw.server.login_write_wait_ms),
             idle_timeout: reply.idle_timeout,
             acct_interim_interval: reply.acct_interim_interval,
             clients,

@@ -21,6 +21,11 @@ pub struct ServerSection {
     /// How long a response is kept to answer retransmits identically (RFC 5080 2.2.2).
     #[serde(default = "default_retransmit_seconds")]
     pub retransmit_cache_seconds: u64,
+    /// How long a login that must write (a device's first login, a visitor's check-in)
+    /// waits for the database while another process holds its write lock, before it
+    /// is refused as briefly unavailable: under the NAS's RADIUS timeout.
+    #[serde(default = "default_login_write_wait_ms")]
+    pub login_write_wait_ms: u64,
 }
 
 fn default_auth_listen() -> String {
@@ -34,6 +39,9 @@ fn default_database() -> PathBuf {
 }
 fn default_retransmit_seconds() -> u64 {
     30
+}
+fn default_login_write_wait_ms() -> u64 {
+    1500
 }
 
 impl ServerSection {
@@ -50,6 +58,13 @@ impl ServerSection {
                 "server.retransmit_cache_seconds",
                 self.retransmit_cache_seconds,
                 "must be 1..=3600",
+            ));
+        }
+        if !(50..=30_000).contains(&self.login_write_wait_ms) {
+            return Err(invalid(
+                "server.login_write_wait_ms",
+                self.login_write_wait_ms,
+                "must be 50..=30000 (milliseconds; keep it under the NAS's RADIUS timeout)",
             ));
         }
         Ok((auth_listen, acct_listen))

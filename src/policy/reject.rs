@@ -53,6 +53,11 @@ pub enum RejectReason {
     AccountLocked {
         minutes: u32,
     },
+    /// The login needed a write (binding its device, checking its visitor in) that
+    /// could not be made in time: the database is locked by another process, or
+    /// cannot be written (deleted, read-only, full). Not the person's fault: not
+    /// counted against any failure budget.
+    Unavailable,
 }
 
 impl RejectReason {
@@ -75,6 +80,7 @@ impl RejectReason {
             Self::LockedOut { .. } => "locked_out",
             Self::HotspotPaused { .. } => "hotspot_paused",
             Self::AccountLocked { .. } => "account_locked",
+            Self::Unavailable => "unavailable",
         }
     }
 
@@ -134,6 +140,9 @@ impl fmt::Display for RejectReason {
                 f,
                 "Too many failed logins for this account; try again in {minutes} minute(s) or use a device already signed in"
             ),
+            Self::Unavailable => {
+                f.write_str("Wi-Fi login is briefly unavailable; please try again in a moment")
+            }
         }
     }
 }

@@ -168,7 +168,19 @@ fn on_datagram(
             Err(e) => {
                 // Not durable, so not acknowledged: the NAS retransmits.
                 ctx.acct_cache.abandon(key);
-                tracing::error!(client = %client_name, error = %e, "accounting record not stored; not acknowledging");
+                match e {
+                    // The store's watcher logs these once per interval, with the count.
+                    crate::store::LedgerError::Unavailable(_) => {
+                        tracing::debug!(client = %client_name, error = %e, "accounting record not stored; not acknowledging");
+                    }
+                    _ => {
+                        if let Some(n) = ctx.drop_log.allow("accounting_not_stored", Instant::now())
+                        {
+                            tracing::error!(client = %client_name, error = %e, records = n,
+                                "accounting record not stored; not acknowledging");
+                        }
+                    }
+                }
             }
         }
         drop(permit);

@@ -2,16 +2,18 @@
 
 use super::cache::{RequestKey, Seen};
 use super::datagrams::{ReceiveBatch, SendBatch};
-use super::guard::{Charge, NasLabel, Verdict};
+use super::grant::{Deferred, PendingGrant, Responder, grant_login, sender};
+use super::guard::{Charge, LockToSave, NasLabel, Verdict};
 use super::{Context, Settings};
 use crate::config::{Client, PasswordMode};
 use crate::metrics::ClientCounters;
-use crate::model::{AccessToken, LockScope, LogSafe, Mac, MaskedCode, TokenOwner};
-use crate::policy::{self, Grant, RejectReason};
+use crate::model::{AccessToken, LockScope, LogSafe, Mac, MaskedCode};
+use crate::policy::{Grant, RejectReason};
 use crate::protocol::{self, Code, Packet, PacketBuilder, attr};
-use crate::store::{BindOutcome, ReadPoint, SharedToken};
+use crate::store::{ReadPoint, SharedToken};
 use chrono::{DateTime, SubsecRound, Utc};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Datagrams taken per receive call and answers sent per send call. Each thread owns
@@ -121,13 +123,15 @@ pub(super) fn triage<'s>(
 /// One auth thread: receive a datagram, answer it, send the answer; until `halt`.
 /// Errors are logged and the loop goes on: it never dies on a packet.
 pub(super) fn serve_blocking(
-    ctx: &Context,
-    socket: &std::net::UdpSocket,
+    ctx: &Arc<Context>,
+    socket: &Arc<std::net::UdpSocket>,
     halt: &std::sync::atomic::AtomicBool,
 ) {
     let mut batch = ReceiveBatch::new(BATCH, protocol::MAX_PACKET_LEN);
     let mut sender = SendBatch::new(BATCH);
     let mut answers: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(BATCH);
+    // Logins answered after their writes are sent from the writer thread.
+    let responder: Arc<dyn Responder> = socket.clone();
     while !halt.load(std::sync::atomic::Ordering::Relaxed) {
         match batch.receive(socket) {
             Ok(_) => {}
@@ -152,8 +156,13 @@ pub(super) fn serve_blocking(
         answers.clear();
         let mut decided = 0;
         for (datagram, source) in batch.datagrams() {
-            if let Some(answer) =
-                process_auth_datagram(ctx, &settings, datagram, source, now, arrived)
+            let step = Arrived {
+                source,
+                received: now,
+                read_point: arrived,
+            };
+            if let Processed::Answer(answer) =
+                process_auth_datagram(ctx, &settings, &responder, datagram, step)
             {
                 decided += usize::from(answer.decided);
                 answers.push((answer.bytes, source));
@@ -172,6 +181,16 @@ pub(super) fn serve_blocking(
     }
 }
 
+/// Where and when a datagram arrived.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrived {
+    pub source: SocketAddr,
+    /// When it was received (the retransmit cache's clock, the latency histogram).
+    pub received: Instant,
+    /// What its store reads must be at least as fresh as.
+    pub read_point: ReadPoint,
+}
+
 /// The answer to one datagram.
 pub struct AuthAnswer {
     pub bytes: Vec<u8>,
@@ -180,20 +199,28 @@ pub struct AuthAnswer {
     pub decided: bool,
 }
 
-/// The whole auth path for one datagram, synchronously, without sockets: what each
-/// auth thread does per datagram of a batch, and what the fuzzers and their corpus
-/// replay call. `None`: no answer.
+/// What became of a datagram.
+pub enum Processed {
+    Answer(AuthAnswer),
+    /// No answer (dropped, or the store failed and the NAS will retransmit).
+    Nothing,
+    /// A login waiting for its writes (a device's first login): answered through the
+    /// responder once they are done.
+    Later,
+}
+
+/// The whole auth path for one datagram, without sockets: what each auth thread does
+/// per datagram of a batch, and what the fuzzers and their corpus replay call.
 pub fn process_auth_datagram(
-    ctx: &Context,
-    settings: &Settings,
+    ctx: &Arc<Context>,
+    settings: &Arc<Settings>,
+    responder: &Arc<dyn Responder>,
     datagram: &[u8],
-    source: SocketAddr,
-    now: Instant,
-    arrived: ReadPoint,
-) -> Option<AuthAnswer> {
-    match triage(ctx, settings, datagram, source, now) {
-        Triage::Drop => None,
-        Triage::Reply(bytes) => Some(AuthAnswer {
+    at: Arrived,
+) -> Processed {
+    match triage(ctx, settings, datagram, at.source, at.received) {
+        Triage::Drop => Processed::Nothing,
+        Triage::Reply(bytes) => Processed::Answer(AuthAnswer {
             bytes,
             decided: false,
         }),
@@ -203,16 +230,44 @@ pub fn process_auth_datagram(
             key,
         } => {
             counters.access_requests.inc();
-            let answer =
-                answer_access_request(ctx, settings, client, counters, datagram, source, arrived);
-            match &answer {
-                Some(bytes) => ctx.cache.complete(key, bytes),
-                None => ctx.cache.abandon(key),
+            let Ok(packet) = protocol::validate(datagram) else {
+                ctx.cache.abandon(key);
+                return Processed::Nothing;
+            };
+            let request = Request::read(client, packet, at.source);
+            match answer_access_request(ctx, settings, client, counters, &request, at.read_point) {
+                Answered::Now(Some(bytes)) => {
+                    ctx.cache.complete(key, &bytes);
+                    Processed::Answer(AuthAnswer {
+                        bytes,
+                        decided: true,
+                    })
+                }
+                Answered::Now(None) => {
+                    ctx.cache.abandon(key);
+                    Processed::Nothing
+                }
+                Answered::AfterLocks { bytes, locks, now } => {
+                    let send = sender(ctx, responder.clone(), key, at.source, at.received, bytes);
+                    ctx.persist_locks(locks, now, Some(send));
+                    Processed::Later
+                }
+                Answered::Later(pending) => {
+                    // In flight in the retransmit cache until it is answered.
+                    Deferred {
+                        ctx: ctx.clone(),
+                        settings: settings.clone(),
+                        responder: responder.clone(),
+                        datagram: datagram.into(),
+                        source: at.source,
+                        key,
+                        received: at.received,
+                        pending,
+                    }
+                    .submit();
+                    Processed::Later
+                }
             }
-            answer.map(|bytes| AuthAnswer {
-                bytes,
-                decided: true,
-            })
         }
     }
 }
@@ -265,56 +320,119 @@ fn password_matches(mode: PasswordMode, creds: &Credentials<'_>, code: &str) -> 
 }
 
 /// The outcome of one login, before encoding.
-enum Outcome {
-    Accept { token: SharedToken, grant: Grant },
+pub(super) enum Outcome {
+    Accept {
+        token: SharedToken,
+        grant: Grant,
+    },
     Reject(RejectReason),
+    /// Accepted once its writes are durable (`grant.rs`).
+    Write(PendingGrant),
 }
 
-/// Decides and encodes the answer to an Access-Request. Runs on a blocking thread
-/// (it reads and may write the store). `None`: no answer (the store failed; the NAS
-/// will retransmit and we try again).
+/// What an Access-Request says, read once from its packet.
+pub(super) struct Request<'a> {
+    pub packet: Packet<'a>,
+    /// The User-Name: a code, or an email.
+    code: Option<&'a str>,
+    station: Option<&'a str>,
+    device: Option<Mac>,
+    /// The User-Name when it is an email and the client takes email + PIN logins.
+    email: Option<&'a str>,
+    nas: NasLabel<'a>,
+}
+
+impl<'a> Request<'a> {
+    pub(super) fn read(client: &'a Client, packet: Packet<'a>, source: SocketAddr) -> Self {
+        let text = |typ| packet.value(typ).and_then(|v| std::str::from_utf8(v).ok());
+        let code = text(attr::USER_NAME);
+        let station = text(attr::CALLING_STATION_ID);
+        Request {
+            code,
+            station,
+            device: station.and_then(|s| s.parse().ok()),
+            email: code.filter(|c| client.email_login && c.contains('@')),
+            nas: NasLabel {
+                client: &client.name,
+                nas: super::nas_of(&packet, source.ip()),
+            },
+            packet,
+        }
+    }
+
+    /// Who the attempt is charged to.
+    pub(super) fn charge(&self, client: &Client) -> Charge<'a> {
+        Charge {
+            nas: self.nas,
+            device: self.device,
+            account: self.email.map(|e| (client.business_id, e)),
+            user_name: self.code,
+        }
+    }
+}
+
+/// An Access-Request's answer: now (`None`: none, the store failed and the NAS will
+/// retransmit), or later, once its writes are done.
+enum Answered {
+    Now(Option<Vec<u8>>),
+    /// Decided, and sent once the rows of the locks it started are written.
+    AfterLocks {
+        bytes: Vec<u8>,
+        locks: Vec<LockToSave>,
+        now: DateTime<Utc>,
+    },
+    Later(PendingGrant),
+}
+
+/// Decides an Access-Request; encodes the answer unless it waits for writes.
 fn answer_access_request(
+    ctx: &Arc<Context>,
+    settings: &Settings,
+    client: &Client,
+    counters: &ClientCounters,
+    request: &Request<'_>,
+    read_point: ReadPoint,
+) -> Answered {
+    let creds = credentials(&request.packet, client.secret.as_bytes());
+    // Stored times are whole milliseconds; deciding on the same grain keeps a
+    // recomputation from stored values (first-login check-in) exact.
+    let now = ctx.clock.now().trunc_subsecs(3);
+    let login = Login {
+        request,
+        creds: &creds,
+        arrival: Arrival { now, read_point },
+    };
+    match decide(ctx, settings, client, &login) {
+        Ok(Decision::Now(outcome, locks)) => {
+            let bytes = encode_outcome(ctx, settings, client, counters, request, outcome);
+            match bytes {
+                Some(bytes) if !locks.is_empty() => Answered::AfterLocks { bytes, locks, now },
+                bytes => {
+                    ctx.persist_locks(locks, now, None);
+                    Answered::Now(bytes)
+                }
+            }
+        }
+        Ok(Decision::Later(pending)) => Answered::Later(pending),
+        Err(e) => {
+            tracing::error!(client = %client.name, error = %e, "could not decide an Access-Request; not answering");
+            Answered::Now(None)
+        }
+    }
+}
+
+/// Logs, counts and encodes a decided login.
+pub(super) fn encode_outcome(
     ctx: &Context,
     settings: &Settings,
     client: &Client,
     counters: &ClientCounters,
-    request: &[u8],
-    source: SocketAddr,
-    arrived: ReadPoint,
+    request: &Request<'_>,
+    outcome: Outcome,
 ) -> Option<Vec<u8>> {
-    let packet = protocol::validate(request).ok()?;
-    // Stored times are whole milliseconds; deciding on the same grain keeps a
-    // recomputation from stored values (first-login check-in) exact.
-    let now = ctx.clock.now().trunc_subsecs(3);
-    let secret = client.secret.as_bytes();
-    let text = |typ| packet.value(typ).and_then(|v| std::str::from_utf8(v).ok());
-    let code = text(attr::USER_NAME);
-    let station = text(attr::CALLING_STATION_ID);
-    let device: Option<Mac> = station.and_then(|s| s.parse().ok());
-    let creds = credentials(&packet, secret);
-    let nas = NasLabel {
-        client: &client.name,
-        nas: super::nas_of(&packet, source.ip()),
-    };
-    let login = Login {
-        code,
-        email: code.filter(|c| client.email_login && c.contains('@')),
-        device,
-        creds: &creds,
-        arrival: Arrival {
-            now,
-            read_point: arrived,
-        },
-    };
-    let outcome = match decide(ctx, settings, client, nas, &login) {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::error!(client = %client.name, error = %e, "could not decide an Access-Request; not answering");
-            return None;
-        }
-    };
-    let masked = MaskedCode(code);
-    let station = LogSafe(station.unwrap_or("-"));
+    let packet = &request.packet;
+    let masked = MaskedCode(request.code);
+    let station = LogSafe(request.station.unwrap_or("-"));
     let mut b;
     match &outcome {
         Outcome::Accept { token, grant } => {
@@ -338,9 +456,11 @@ fn answer_access_request(
             b.add(attr::REPLY_MESSAGE, reason.to_string().as_bytes())
                 .ok()?;
         }
+        // Decided only once its writes are in (`grant.rs`).
+        Outcome::Write(_) => return None,
     }
-    protocol::copy_proxy_state(&packet, &mut b);
-    Some(b.finish_response(packet.authenticator(), secret))
+    protocol::copy_proxy_state(packet, &mut b);
+    Some(b.finish_response(packet.authenticator(), client.secret.as_bytes()))
 }
 
 /// When a request is decided: the wall-clock time its rules are applied at, and the
@@ -351,15 +471,18 @@ struct Arrival {
     read_point: ReadPoint,
 }
 
-/// What an Access-Request asks.
+/// What an Access-Request asks, with its credentials and when it is decided.
 struct Login<'a> {
-    /// The User-Name: a code, or an email.
-    code: Option<&'a str>,
-    /// The User-Name when it is an email and the client takes email + PIN logins.
-    email: Option<&'a str>,
-    device: Option<Mac>,
+    request: &'a Request<'a>,
     creds: &'a Credentials<'a>,
     arrival: Arrival,
+}
+
+/// A decided login (with the locks it started, whose rows are written before it is
+/// answered), or one whose answer waits for its writes.
+enum Decision {
+    Now(Outcome, Vec<LockToSave>),
+    Later(PendingGrant),
 }
 
 /// Decides a login, guarded against guessing (`guard.rs`): the attempt is admitted
@@ -368,19 +491,14 @@ struct Login<'a> {
 /// device was already bound to the code it presented. While a budget other than the
 /// device's is spent, only such bound devices are decided at all.
 fn decide(
-    ctx: &Context,
+    ctx: &Arc<Context>,
     settings: &Settings,
     client: &Client,
-    nas: NasLabel<'_>,
     login: &Login<'_>,
-) -> Result<Outcome, crate::store::StoreError> {
+) -> Result<Decision, crate::store::StoreError> {
     let now = login.arrival.now;
-    let charge = Charge {
-        nas,
-        device: login.device,
-        account: login.email.map(|e| (client.business_id, e)),
-        user_name: login.code,
-    };
+    let request = login.request;
+    let charge = request.charge(client);
     let version = ctx.store.data_version(login.arrival.read_point)?;
     let (ticket, decided) =
         match ctx
@@ -390,7 +508,7 @@ fn decide(
             Verdict::Go(ticket) => (ticket, decide_login(ctx, settings, client, login)),
             Verdict::Refuse(reason) => {
                 ctx.metrics.guard_refused(LockScope::Device);
-                return Ok(Outcome::Reject(reason));
+                return Ok(Decision::Now(Outcome::Reject(reason), Vec::new()));
             }
             Verdict::BoundOnly {
                 scope,
@@ -400,11 +518,13 @@ fn decide(
                 // The one question asked of the code: is this device bound to it? Any
                 // code, existing or not, gets the same answer when it is not, and that
                 // refusal counts against the device (and account) like any other.
-                let bound = match (login.device, login.code) {
-                    (Some(mac), Some(name)) => {
-                        ctx.store
-                            .device_bound(client.business_id, name, login.email.is_some(), mac)
-                    }
+                let bound = match (request.device, request.code) {
+                    (Some(mac), Some(name)) => ctx.store.device_bound(
+                        client.business_id,
+                        name,
+                        request.email.is_some(),
+                        mac,
+                    ),
                     _ => Ok(false),
                 };
                 let decided = match bound {
@@ -418,12 +538,17 @@ fn decide(
                 (ticket, decided)
             }
         };
-    let counted = match &decided {
-        Ok((Outcome::Reject(_), bound)) => !bound,
-        _ => false,
+    let (outcome, bound) = match decided {
+        Ok((outcome, bound)) => (Ok(outcome), bound),
+        Err(e) => (Err(e), false),
     };
-    ctx.guard.settle(
-        &ctx.store,
+    // A login that waits for its writes has proved its code and password: it is
+    // settled now, uncounted, so its place in the budgets is not held while the
+    // writer works (a burst of arrivals at one NAS is not a burst of failures).
+    // Should the write still refuse it (another device took the last place first),
+    // that refusal is not counted: the code was right.
+    let counted = matches!(outcome, Ok(Outcome::Reject(_))) && !bound;
+    let locks = ctx.guard.settle(
         &settings.lockout,
         ticket,
         counted,
@@ -431,7 +556,17 @@ fn decide(
         &ctx.metrics,
         now,
     );
-    decided.map(|(outcome, _)| outcome)
+    match outcome {
+        Ok(Outcome::Write(pending)) => {
+            ctx.persist_locks(locks, now, None);
+            Ok(Decision::Later(pending))
+        }
+        Ok(outcome) => Ok(Decision::Now(outcome, locks)),
+        Err(e) => {
+            ctx.persist_locks(locks, now, None);
+            Err(e)
+        }
+    }
 }
 
 /// The code an email + PIN login logs in with: the code (PIN) of a person with that
@@ -462,16 +597,16 @@ fn decide_login(
     login: &Login<'_>,
 ) -> Result<(Outcome, bool), crate::store::StoreError> {
     let Arrival { now, read_point } = login.arrival;
-    let (device, creds) = (login.device, login.creds);
+    let (device, creds) = (login.request.device, login.creds);
     let reject = |reason| Ok((Outcome::Reject(reason), false));
-    let Some(user_name) = login.code else {
+    let Some(user_name) = login.request.code else {
         return reject(RejectReason::UnknownCode);
     };
     if matches!(creds, Credentials::None) {
         return reject(RejectReason::NoCredentials);
     }
     // Email + PIN: the password is a PIN, whatever the client's password mode.
-    let by_email = match login.email {
+    let by_email = match login.request.email {
         Some(email) => code_of_email(ctx, client, email, creds)?,
         None => None,
     };
@@ -495,85 +630,8 @@ fn decide_login(
         return reject(RejectReason::BadPassword);
     }
     let bound = device.is_some_and(|d| usage.bound_devices.contains(&d));
-    let outcome = grant_login(ctx, settings, client, (token, owner, usage), device, now)?;
+    let outcome = grant_login(ctx, settings, (token, owner, usage), device, now);
     Ok((outcome, bound))
-}
-
-/// Applies the policy to a login whose code and password are right, binds a new
-/// device and checks a visitor in on their first login.
-fn grant_login(
-    ctx: &Context,
-    settings: &Settings,
-    client: &Client,
-    (token, owner, usage): (SharedToken, TokenOwner, crate::model::TokenUsage),
-    device: Option<Mac>,
-    now: DateTime<Utc>,
-) -> Result<Outcome, crate::store::StoreError> {
-    let mut grant = match policy::decide(now, &token, owner, &usage, device, &settings.rules) {
-        Ok(g) => g,
-        Err(reason) => return Ok(Outcome::Reject(reason)),
-    };
-    // Simultaneous use counts the sessions accounting opened and the places held by
-    // accepts whose accounting has not started yet (`holds.rs`).
-    if let Some(limit) = token.user_limit
-        && !ctx.holds.claim(
-            token.id,
-            device,
-            limit,
-            usage.open_sessions_elsewhere,
-            now,
-            settings.login_hold,
-        )
-    {
-        return Ok(Outcome::Reject(RejectReason::SimultaneousUseLimit {
-            limit,
-        }));
-    }
-    if let Some(mac) = grant.bind_device {
-        let bound = ctx
-            .store
-            .bind_device(token.id, mac, grant.device_limit, now);
-        if !matches!(bound, Ok(BindOutcome::Bound | BindOutcome::AlreadyBound)) {
-            ctx.holds.release(token.id, device);
-        }
-        match bound? {
-            BindOutcome::LimitReached => {
-                let limit = grant.device_limit.unwrap_or(0);
-                return Ok(Outcome::Reject(RejectReason::DeviceLimitReached { limit }));
-            }
-            // A device's first login on a code is an event an operator looks for (a
-            // returning device's logins are at debug; accepts_total counts them all).
-            BindOutcome::Bound => tracing::info!(
-                client = %client.name, token = token.id, device = %mac,
-                code = %MaskedCode(Some(&token.access_code)),
-                "accepted: first login of this device with this code (device bound)"
-            ),
-            BindOutcome::AlreadyBound => {}
-        }
-    }
-    if let (true, TokenOwner::Visitor { visitor_id, .. }) = (grant.check_in, owner) {
-        // First accepted login checks the visitor in. Should another login have won
-        // the race, its arrival stands and the window is recomputed from it.
-        let arrived_at = ctx.store.check_in_on_login(visitor_id, now)?;
-        if arrived_at != now {
-            let owner = TokenOwner::Visitor {
-                visitor_id,
-                arrived_at: Some(arrived_at),
-            };
-            grant = match policy::decide(now, &token, owner, &usage, device, &settings.rules) {
-                Ok(g) => Grant {
-                    bind_device: grant.bind_device,
-                    ..g
-                },
-                Err(reason) => {
-                    ctx.holds.release(token.id, device);
-                    return Ok(Outcome::Reject(reason));
-                }
-            };
-        }
-        tracing::info!(client = %client.name, token = token.id, visitor = visitor_id, "visitor checked in by first Wi-Fi login");
-    }
-    Ok(Outcome::Accept { token, grant })
 }
 
 /// The Class value that lets accounting find the token again (RFC 2865 section 5.25:

@@ -165,6 +165,17 @@ pub struct Ticket {
 }
 
 impl Ticket {
+    /// A copy that finds the same records (not a place of its own: never settled).
+    fn locator(&self) -> Ticket {
+        Ticket {
+            device: self.device,
+            account: self.account.clone(),
+            nas: self.nas,
+            server: self.server,
+            client: self.client.clone(),
+        }
+    }
+
     /// The records holding a place for this attempt, with their scopes.
     fn places_with_scope<'s>(
         &self,
@@ -209,6 +220,13 @@ impl Ticket {
             LockScope::Server => "server".to_string(),
         }
     }
+}
+
+/// A lock that has just started, to persist: its row, and where its record is.
+#[derive(Debug)]
+pub struct LockToSave {
+    pub row: LockoutRow,
+    place: Ticket,
 }
 
 /// A lock that has just started, to log and persist outside the guard's lock.
@@ -347,19 +365,19 @@ impl Guard {
 
     /// Settles an admitted attempt: `counted` when it was refused and the device was
     /// not bound to the code it presented. Locks this failure started are logged
-    /// (once, at warn), counted in `metrics` and persisted; a lock that cannot be
-    /// persisted is logged and kept in memory, which answers for it meanwhile.
-    #[allow(clippy::too_many_arguments)]
+    /// (once, at warn) and counted in `metrics`; they are returned to be persisted
+    /// (by the login writer: the caller must not wait for it). Memory answers for a
+    /// lock until [`Guard::saved`] says its row is in the store.
+    #[must_use = "persist the locks that started"]
     pub fn settle(
         &self,
-        store: &Store,
         rules: &GuardRules,
         ticket: Ticket,
         counted: bool,
         charge: &Charge<'_>,
         metrics: &crate::metrics::Metrics,
         now: DateTime<Utc>,
-    ) {
+    ) -> Vec<LockToSave> {
         let mut started = Vec::new();
         {
             let mut state = self.state();
@@ -379,30 +397,31 @@ impl Guard {
                 }
             }
         }
-        for lock in started {
-            announce_start(&lock, rules, charge, now);
-            metrics.guard_lock_started(lock.scope);
-            let row = LockoutRow {
-                scope: lock.scope,
-                subject: lock.subject.clone(),
-                lockouts: lock.lockouts,
-                locked_until: lock.until,
-                client: ticket.client.to_string(),
-                updated_at: now,
-            };
-            match store.save_lockout(&row) {
-                Ok(()) => self.mark_saved(lock.scope, &ticket, lock.until),
-                Err(e) => tracing::error!(scope = %lock.scope, error = %e,
-                    "could not persist a lock; it holds in memory until a restart"),
-            }
-        }
+        started
+            .into_iter()
+            .map(|lock| {
+                announce_start(&lock, rules, charge, now);
+                metrics.guard_lock_started(lock.scope);
+                LockToSave {
+                    row: LockoutRow {
+                        scope: lock.scope,
+                        subject: lock.subject,
+                        lockouts: lock.lockouts,
+                        locked_until: lock.until,
+                        client: ticket.client.to_string(),
+                        updated_at: now,
+                    },
+                    place: ticket.locator(),
+                }
+            })
+            .collect()
     }
 
-    /// The lock of `scope` that ends at `until` is in the store now.
-    fn mark_saved(&self, scope: LockScope, ticket: &Ticket, until: DateTime<Utc>) {
+    /// The lock's row is in the store now: a lock cleared there is seen from now on.
+    pub fn saved(&self, lock: &LockToSave) {
         let mut state = self.state();
-        for (s, t) in ticket.places_with_scope(&mut state) {
-            if s == scope && t.record.locked_until == Some(until) {
+        for (s, t) in lock.place.places_with_scope(&mut state) {
+            if s == lock.row.scope && t.record.locked_until == Some(lock.row.locked_until) {
                 t.saved = true;
             }
         }

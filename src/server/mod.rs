@@ -10,16 +10,18 @@ mod cache;
 mod clients;
 pub mod datagrams;
 mod disconnect;
+mod grant;
 mod guard;
 mod holds;
 mod ratelog;
 mod reaper;
 
 pub use acct::{record_of, token_from_class};
-pub use auth::{AuthAnswer, class_for_token, process_auth_datagram};
+pub use auth::{Arrived, AuthAnswer, Processed, class_for_token, process_auth_datagram};
 pub use cache::{RequestKey, RetransmitCache, Seen};
 pub use clients::ClientTable;
-pub use guard::{Charge, Guard, NasLabel, Ticket, Verdict};
+pub use grant::Responder;
+pub use guard::{Charge, Guard, LockToSave, NasLabel, Ticket, Verdict};
 pub use ratelog::{LogLimiter, RejectTally};
 pub use reaper::reap;
 
@@ -27,7 +29,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::policy::LoginRules;
 use crate::policy::lockout::GuardRules;
-use crate::store::{LedgerWriter, Store};
+use crate::store::{LedgerWriter, LoginWrite, LoginWriter, Store};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -70,6 +72,8 @@ pub struct Settings {
     pub disconnect: crate::config::DisconnectSettings,
     /// How long an accept holds its simultaneous-use place before accounting.
     pub login_hold: chrono::Duration,
+    /// How long a login's writes may wait for the database's write lock.
+    pub login_write_wait: Duration,
     /// `[nexudus] webhook_secret`: webhooks are taken only with one.
     pub webhook_secret: Option<crate::config::Secret>,
     /// Bearer tokens of the HTTP API (reloadable like the client secrets).
@@ -88,6 +92,7 @@ impl Settings {
             lockout: config.lockout,
             disconnect: config.disconnect,
             login_hold: chrono::Duration::seconds(config.login_hold_seconds as i64),
+            login_write_wait: config.login_write_wait,
             webhook_secret: config
                 .nexudus
                 .as_ref()
@@ -132,6 +137,9 @@ pub struct Context {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Wakes the disconnector when this process queued a disconnect.
     pub disconnect_wake: tokio::sync::Notify,
+    /// The thread that makes the writes logins need (group commit): auth threads
+    /// never wait for SQLite's write lock.
+    pub logins: LoginWriter,
 }
 
 impl Context {
@@ -142,6 +150,7 @@ impl Context {
     ) -> Result<Self, crate::store::StoreError> {
         let guard = Guard::load(&store, &config.lockout, clock.now())?;
         let metrics = Arc::new(crate::metrics::Metrics::new());
+        let logins = LoginWriter::start(&store)?;
         Ok(Self {
             store,
             clock,
@@ -167,7 +176,47 @@ impl Context {
             platform_inbox: std::sync::OnceLock::new(),
             metrics,
             disconnect_wake: tokio::sync::Notify::new(),
+            logins,
         })
+    }
+
+    /// Queues the rows of locks that just started (never waits); each is marked saved
+    /// in the guard once it is in the store, and `then` runs after (the answer of
+    /// the attempt that started them: once it is out, `lockout list` shows them).
+    /// A row that cannot be written holds in memory until a restart.
+    pub fn persist_locks(
+        self: &Arc<Self>,
+        locks: Vec<LockToSave>,
+        now: chrono::DateTime<chrono::Utc>,
+        then: Option<Box<dyn FnOnce() + Send>>,
+    ) {
+        if locks.is_empty() {
+            if let Some(then) = then {
+                then();
+            }
+            return;
+        }
+        let write = LoginWrite {
+            bind: None,
+            check_in: None,
+            locks: locks.iter().map(|l| l.row.clone()).collect(),
+            now,
+            deadline: Instant::now() + self.settings().login_write_wait,
+        };
+        let ctx = self.clone();
+        self.logins.submit(
+            write,
+            Box::new(move |written| {
+                match written {
+                    Ok(_) => locks.iter().for_each(|l| ctx.guard.saved(l)),
+                    Err(e) => tracing::error!(error = %e,
+                        "could not persist a lock; it holds in memory until a restart"),
+                }
+                if let Some(then) = then {
+                    then();
+                }
+            }),
+        );
     }
 
     /// The settings in force now.

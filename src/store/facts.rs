@@ -83,7 +83,7 @@ impl Store {
             let Some(row) = row else { return Ok(None) };
             let token = row.into_token()?;
             let owner = owner_of(&tx, &token).map_err(|e| self.sql(e))?;
-            let usage = raw_usage(&tx, token.id).map_err(|e| self.sql(e))?;
+            let usage = raw_usage(&tx, token.id, Devices::AnyOrder).map_err(|e| self.sql(e))?;
             Ok(Some((token, owner, usage)))
         })
     }
@@ -123,7 +123,8 @@ impl Store {
     /// Binds `mac` to the token unless `device_limit` distinct devices are already
     /// bound. Count and insert happen in one `BEGIN IMMEDIATE` transaction, so of
     /// several devices racing for the last place exactly one wins, across threads and
-    /// processes alike.
+    /// processes alike. (The server binds through its login writer, [`super::LoginWriter`],
+    /// with the same [`bind`] in a group commit.)
     pub fn bind_device(
         &self,
         token_id: i64,
@@ -132,33 +133,45 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<BindOutcome, StoreError> {
         self.with_conn(|conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.sql(e))?;
-            let mac_text = mac.to_string();
-            let outcome = {
-                let mut exists = tx
-                    .prepare_cached("SELECT 1 FROM device_bindings WHERE token_id = ?1 AND mac = ?2")
-                    .map_err(|e| self.sql(e))?;
-                if exists.exists(params![token_id, mac_text]).map_err(|e| self.sql(e))? {
-                    BindOutcome::AlreadyBound
-                } else {
-                    let bound: i64 = tx
-                        .prepare_cached("SELECT count(*) FROM device_bindings WHERE token_id = ?1")
-                        .and_then(|mut s| s.query_row(params![token_id], |r| r.get(0)))
-                        .map_err(|e| self.sql(e))?;
-                    if device_limit.is_some_and(|limit| bound >= i64::from(limit)) {
-                        BindOutcome::LimitReached
-                    } else {
-                        tx.prepare_cached("INSERT INTO device_bindings (token_id, mac, bound_at) VALUES (?1, ?2, ?3)")
-                            .and_then(|mut s| s.execute(params![token_id, mac_text, ms(now)]))
-                            .map_err(|e| self.sql(e))?;
-                        BindOutcome::Bound
-                    }
-                }
-            };
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| self.sql(e))?;
+            let outcome = bind(&tx, token_id, mac, device_limit, now).map_err(|e| self.sql(e))?;
             tx.commit().map_err(|e| self.sql(e))?;
             Ok(outcome)
         })
     }
+}
+
+/// Binds `mac` to the token unless `device_limit` devices are bound: inside a
+/// transaction that holds the write lock, so the count is the truth.
+pub(super) fn bind(
+    conn: &Connection,
+    token_id: i64,
+    mac: Mac,
+    device_limit: Option<u32>,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<BindOutcome> {
+    let mac_text = mac.to_string();
+    if conn
+        .prepare_cached("SELECT 1 FROM device_bindings WHERE token_id = ?1 AND mac = ?2")?
+        .exists(params![token_id, mac_text])?
+    {
+        return Ok(BindOutcome::AlreadyBound);
+    }
+    if let Some(limit) = device_limit {
+        let bound: i64 = conn
+            .prepare_cached("SELECT count(*) FROM device_bindings WHERE token_id = ?1")?
+            .query_row(params![token_id], |r| r.get(0))?;
+        if bound >= i64::from(limit) {
+            return Ok(BindOutcome::LimitReached);
+        }
+    }
+    conn.prepare_cached(
+        "INSERT INTO device_bindings (token_id, mac, bound_at) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![token_id, mac_text, ms(now)])?;
+    Ok(BindOutcome::Bound)
 }
 
 /// The owner of a token, for the login rules.
@@ -208,7 +221,7 @@ fn usage(
     now: DateTime<Utc>,
     stale_before: DateTime<Utc>,
 ) -> rusqlite::Result<TokenUsage> {
-    Ok(raw_usage(conn, token_id)?.at(device, now, stale_before))
+    Ok(raw_usage(conn, token_id, Devices::FirstBoundFirst)?.at(device, now, stale_before))
 }
 
 /// What the store holds about a token's use, independent of `now` and of the device
@@ -222,6 +235,21 @@ pub(super) struct RawUsage {
 }
 
 impl RawUsage {
+    pub(super) fn is_bound(&self, mac: Mac) -> bool {
+        self.bound_devices.contains(&mac)
+    }
+
+    /// The same with `mac` bound too.
+    pub(super) fn with_device(&self, mac: Mac) -> RawUsage {
+        let mut devices = self.bound_devices.to_vec();
+        devices.push(mac);
+        RawUsage {
+            bound_devices: devices.into(),
+            used_seconds: self.used_seconds,
+            open: self.open.clone(),
+        }
+    }
+
     /// The usage as a login from `device` at `now` sees it.
     pub(super) fn at(
         &self,
@@ -245,11 +273,22 @@ impl RawUsage {
     }
 }
 
-fn raw_usage(conn: &Connection, token_id: i64) -> rusqlite::Result<RawUsage> {
+/// The order bound devices are listed in.
+enum Devices {
+    /// As people read them (`token show`): the first bound first.
+    FirstBoundFirst,
+    /// The index's order, without a sort: a login only asks "is it there, how many".
+    AnyOrder,
+}
+
+fn raw_usage(conn: &Connection, token_id: i64, order: Devices) -> rusqlite::Result<RawUsage> {
     let bound_devices = conn
-        .prepare_cached(
-            "SELECT mac FROM device_bindings WHERE token_id = ?1 ORDER BY bound_at, mac",
-        )?
+        .prepare_cached(match order {
+            Devices::FirstBoundFirst => {
+                "SELECT mac FROM device_bindings WHERE token_id = ?1 ORDER BY bound_at, mac"
+            }
+            Devices::AnyOrder => "SELECT mac FROM device_bindings WHERE token_id = ?1",
+        })?
         .query_map(params![token_id], |r| r.get::<_, String>(0))?
         .filter_map(|m| m.map(|m| m.parse::<Mac>().ok()).transpose())
         .collect::<rusqlite::Result<Vec<Mac>>>()?;
@@ -385,5 +424,58 @@ mod tests {
         assert!(!revoked(&server, batch));
         // A request that arrives after the commit is answered from a newer read.
         assert!(revoked(&server, server.read_point()));
+    }
+
+    #[test]
+    fn a_write_changes_the_cached_facts_of_the_codes_it_touched_only() {
+        let (dir, server) = store();
+        let admin = Store::open(&dir.path().join("t.db")).unwrap(); // as the CLI would
+        let a = server.create_token(&new("11111"), now()).unwrap();
+        server.create_token(&new("22222"), now()).unwrap();
+        let facts = |code: &str| {
+            server
+                .login_facts(server.read_point(), 1, code, None, now(), now())
+                .unwrap()
+                .unwrap()
+        };
+        let (_, _) = (facts("11111"), facts("22222"));
+        let misses = server.facts_cache_misses();
+        // Another process binds a device to 11111: both stay served from memory, and
+        // 11111's entry has the device (the change names it: nothing to read again).
+        let mac: Mac = "02:00:00:00:00:07".parse().unwrap();
+        admin.bind_device(a, mac, None, now()).unwrap();
+        assert!(facts("22222").2.bound_devices.is_empty());
+        assert_eq!(*facts("11111").2.bound_devices, [mac]);
+        assert_eq!(server.facts_cache_misses(), misses, "nothing read again");
+        // An unbind drops the entry: read again, without the device.
+        admin.unbind_device(a, mac).unwrap();
+        assert!(facts("11111").2.bound_devices.is_empty());
+        assert_eq!(server.facts_cache_misses(), misses + 1);
+        // Each table a login reads drops it: a session (the ledger), a revoke, a
+        // customer deactivated; an unknown code cached as unknown appears when created.
+        assert!(
+            server
+                .login_facts(server.read_point(), 1, "33333", None, now(), now())
+                .unwrap()
+                .is_none()
+        );
+        admin.create_token(&new("33333"), now()).unwrap();
+        assert!(facts("33333").0.revoked_at.is_none());
+        admin.revoke_token(a, now()).unwrap();
+        assert!(facts("11111").0.revoked_at.is_some());
+        admin
+            .with_conn(|c| {
+                c.execute(
+                    "INSERT INTO sessions (token_id, client, acct_session_id, started_at, updated_at, session_time, stopped_at, nas) \
+                     VALUES (?1, 'nas', 's1', 0, 0, 600, 0, 'nas')",
+                    [a],
+                )
+                .map_err(|e| admin.sql(e))
+            })
+            .unwrap();
+        assert_eq!(facts("11111").2.used_seconds, 600);
+        let misses = server.facts_cache_misses();
+        assert!(facts("22222").2.bound_devices.is_empty());
+        assert_eq!(server.facts_cache_misses(), misses, "22222 never dropped");
     }
 }

@@ -44,18 +44,7 @@ const COLUMNS: &str = "scope, subject, lockouts, locked_until, client, updated_a
 impl Store {
     /// Records that a subject is locked until `locked_until` (its `lockouts`-th time).
     pub fn save_lockout(&self, row: &LockoutRow) -> Result<(), StoreError> {
-        self.with_conn(|conn| {
-            conn.prepare_cached(
-                "INSERT INTO guard_locks (scope, subject, lockouts, locked_until, client, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-                 ON CONFLICT (scope, subject) DO UPDATE SET lockouts = excluded.lockouts, locked_until = excluded.locked_until, \
-                 client = excluded.client, updated_at = excluded.updated_at",
-            )
-            .and_then(|mut s| {
-                s.execute(params![row.scope.as_str(), row.subject, row.lockouts, ms(row.locked_until), row.client, ms(row.updated_at)])
-            })
-            .map(|_| ())
-            .map_err(|e| self.sql(e))
-        })
+        self.with_conn(|conn| upsert(conn, row).map_err(|e| self.sql(e)))
     }
 
     pub fn lockout(
@@ -107,4 +96,22 @@ impl Store {
             .map_err(|e| self.sql(e))
         })
     }
+}
+
+/// Writes a lock row (one per scope and subject).
+pub(super) fn upsert(conn: &rusqlite::Connection, row: &LockoutRow) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO guard_locks (scope, subject, lockouts, locked_until, client, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+         ON CONFLICT (scope, subject) DO UPDATE SET lockouts = excluded.lockouts, locked_until = excluded.locked_until, \
+         client = excluded.client, updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        row.scope.as_str(),
+        row.subject,
+        row.lockouts,
+        ms(row.locked_until),
+        row.client,
+        ms(row.updated_at)
+    ])
+    .map(|_| ())
 }

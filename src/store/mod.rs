@@ -7,11 +7,14 @@
 //! read (device binding, code uniqueness) take the write lock up front
 //! (`BEGIN IMMEDIATE`) so two processes cannot both pass the check.
 
+pub(crate) mod batch;
 mod cache;
 mod disconnects;
 mod facts;
+pub mod health;
 mod ledger;
 mod lockouts;
+mod login_writes;
 mod logins;
 mod people;
 mod platform;
@@ -21,6 +24,7 @@ mod schema;
 mod testing;
 mod tokens;
 
+pub use batch::BatchError;
 pub use cache::ReadPoint;
 pub use disconnects::DisconnectRow;
 pub use facts::{BindOutcome, SharedToken};
@@ -29,6 +33,7 @@ pub use ledger::{
     TokenRef, UnmatchedRow,
 };
 pub use lockouts::{LockScope, LockoutRow};
+pub use login_writes::{Bind, LoginWrite, LoginWriter, WriteDone, Written};
 pub use people::VisitorTokenSettings;
 pub use platform::{Applied, SyncPass, SyncRow};
 pub use platform_people::{PlatformMember, PlatformVisitor};
@@ -101,6 +106,10 @@ pub struct Store {
     _keepalive: Option<Mutex<Connection>>,
     /// Login facts served from memory while the database is unchanged.
     facts_cache: cache::FactsCache,
+    /// The file opened (none in memory), to notice it deleted, replaced or read-only.
+    watch: Option<health::FileWatch>,
+    /// What the writers last found, and the writes they refused.
+    health: health::Health,
 }
 
 impl Store {
@@ -121,12 +130,17 @@ impl Store {
         create_private_file(path)?;
         // Migrate first: the cache's probe connection must see the final schema.
         let mut conn = connect(path)?;
-        if conn
-            .is_readonly(rusqlite::MAIN_DB)
-            .map_err(|source| StoreError::Sqlite {
-                path: path.to_path_buf(),
-                source,
-            })?
+        let meta = std::fs::metadata(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if !health::writable(path, &meta)
+            || conn
+                .is_readonly(rusqlite::MAIN_DB)
+                .map_err(|source| StoreError::Sqlite {
+                    path: path.to_path_buf(),
+                    source,
+                })?
         {
             return Err(StoreError::ReadOnly {
                 path: path.to_path_buf(),
@@ -141,6 +155,13 @@ impl Store {
             idle: Mutex::new(vec![conn]),
             _keepalive: None,
             facts_cache: cache::FactsCache::new(connect(path)?),
+            watch: Some(
+                health::FileWatch::new(path).map_err(|source| StoreError::Open {
+                    path: path.to_path_buf(),
+                    source,
+                })?,
+            ),
+            health: health::Health::default(),
         };
         Ok(store)
     }
@@ -167,6 +188,8 @@ impl Store {
             idle: Mutex::new(Vec::new()),
             _keepalive: Some(Mutex::new(conn)),
             facts_cache: cache::FactsCache::new(probe),
+            watch: None,
+            health: health::Health::default(),
         })
     }
 
@@ -180,6 +203,24 @@ impl Store {
     /// `point`: it moves with every commit, so equal versions mean nothing changed.
     pub fn data_version(&self, point: ReadPoint) -> Result<i64, StoreError> {
         self.facts_cache.version_after(point, self)
+    }
+
+    /// Whether the file at the database's path is still the one opened, and
+    /// writable (always fine in memory).
+    pub fn file_state(&self) -> health::FileState {
+        self.watch
+            .as_ref()
+            .map_or(health::FileState::Fine, health::FileWatch::check)
+    }
+
+    /// What the writers last found, and the writes they refused.
+    pub fn health(&self) -> &health::Health {
+        &self.health
+    }
+
+    /// Login-fact lookups the cache could not answer (each read the database).
+    pub fn facts_cache_misses(&self) -> u64 {
+        self.facts_cache.misses()
     }
 
     pub fn path(&self) -> &Path {
@@ -229,8 +270,12 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
     // WAL: concurrent readers with one writer across processes. synchronous=FULL:
     // a commit is on disk before it returns, as an acknowledged write must be.
-    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
-        .map_err(sql)?;
+    // mmap: pages of the database file are read in place instead of copied by a
+    // system call per page (WAL frames are still read by call).
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA mmap_size=268435456;",
+    )
+    .map_err(sql)?;
     Ok(conn)
 }
 

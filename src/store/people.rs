@@ -180,21 +180,7 @@ impl Store {
         visitor_id: i64,
         now: DateTime<Utc>,
     ) -> Result<DateTime<Utc>, StoreError> {
-        self.write(|tx| {
-            tx.execute(
-                "UPDATE visitors SET arrived_at = ?2 WHERE id = ?1 AND arrived_at IS NULL",
-                params![visitor_id, ms(now)],
-            )?;
-            let arrived: Option<i64> = tx
-                .query_row(
-                    "SELECT arrived_at FROM visitors WHERE id = ?1",
-                    params![visitor_id],
-                    |r| r.get(0),
-                )
-                .optional()?
-                .flatten();
-            Ok(arrived.map(from_ms).unwrap_or(now))
-        })
+        self.write(|tx| Ok(check_in(tx, visitor_id, now)?))
     }
 
     /// Deletes a visitor and the visitor's tokens (they stop working at once).
@@ -345,6 +331,25 @@ pub(super) fn queue_customer_disconnects(
         super::disconnects::queue_for_token(tx, token, reason, now)?;
     }
     Ok(())
+}
+
+/// Sets a visitor's arrival to `now` unless one is recorded; returns the arrival that
+/// stands (another login may have won the race).
+pub(super) fn check_in(
+    conn: &Connection,
+    visitor_id: i64,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<DateTime<Utc>> {
+    conn.prepare_cached(
+        "UPDATE visitors SET arrived_at = ?2 WHERE id = ?1 AND arrived_at IS NULL",
+    )?
+    .execute(params![visitor_id, ms(now)])?;
+    let arrived: Option<i64> = conn
+        .prepare_cached("SELECT arrived_at FROM visitors WHERE id = ?1")?
+        .query_row(params![visitor_id], |r| r.get(0))
+        .optional()?
+        .flatten();
+    Ok(arrived.map(from_ms).unwrap_or(now))
 }
 
 #[cfg(test)]

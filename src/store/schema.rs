@@ -262,6 +262,88 @@ CREATE TABLE platform_sync (
 ) STRICT;
 "#;
 
+/// Which codes' login facts each commit changed (`fact_changes`), written by triggers
+/// so every writer is covered, the sqlite3 shell included: the server's facts cache
+/// drops the entries of just those codes instead of everything, and adds a newly
+/// bound device to its code's entry instead of dropping it (`cache.rs`). The writers
+/// prune old rows; a cache that fell behind the pruned rows starts over.
+const V9: &str = r#"
+CREATE TABLE fact_changes (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    business_id INTEGER NOT NULL,
+    code        TEXT    NOT NULL,
+    -- A device bound to the code (and nothing else changed); NULL: anything may have.
+    bound_mac   TEXT
+) STRICT;
+
+CREATE TRIGGER fact_changes_token_insert AFTER INSERT ON access_tokens BEGIN
+    INSERT INTO fact_changes (business_id, code) VALUES (NEW.business_id, NEW.access_code);
+END;
+CREATE TRIGGER fact_changes_token_update AFTER UPDATE ON access_tokens BEGIN
+    INSERT INTO fact_changes (business_id, code) VALUES (OLD.business_id, OLD.access_code);
+    INSERT INTO fact_changes (business_id, code) SELECT NEW.business_id, NEW.access_code
+        WHERE NEW.business_id IS NOT OLD.business_id OR NEW.access_code IS NOT OLD.access_code;
+END;
+CREATE TRIGGER fact_changes_token_delete AFTER DELETE ON access_tokens BEGIN
+    INSERT INTO fact_changes (business_id, code) VALUES (OLD.business_id, OLD.access_code);
+END;
+
+CREATE TRIGGER fact_changes_binding_insert AFTER INSERT ON device_bindings BEGIN
+    INSERT INTO fact_changes (business_id, code, bound_mac)
+        SELECT business_id, access_code, NEW.mac FROM access_tokens WHERE id = NEW.token_id;
+END;
+CREATE TRIGGER fact_changes_binding_update AFTER UPDATE ON device_bindings BEGIN
+    INSERT INTO fact_changes (business_id, code)
+        SELECT business_id, access_code FROM access_tokens WHERE id IN (OLD.token_id, NEW.token_id);
+END;
+CREATE TRIGGER fact_changes_binding_delete AFTER DELETE ON device_bindings BEGIN
+    INSERT INTO fact_changes (business_id, code)
+        SELECT business_id, access_code FROM access_tokens WHERE id = OLD.token_id;
+END;
+
+CREATE TRIGGER fact_changes_session_insert AFTER INSERT ON sessions BEGIN
+    INSERT INTO fact_changes (business_id, code)
+        SELECT business_id, access_code FROM access_tokens WHERE id = NEW.token_id;
+END;
+CREATE TRIGGER fact_changes_session_update AFTER UPDATE ON sessions BEGIN
+    INSERT INTO fact_changes (business_id, code)
+        SELECT business_id, access_code FROM access_tokens WHERE id IN (OLD.token_id, NEW.token_id);
+END;
+CREATE TRIGGER fact_changes_session_delete AFTER DELETE ON sessions BEGIN
+    INSERT INTO fact_changes (business_id, code)
+        SELECT business_id, access_code FROM access_tokens WHERE id = OLD.token_id;
+END;
+
+CREATE TRIGGER fact_changes_visitor_update AFTER UPDATE ON visitors BEGIN
+    INSERT INTO fact_changes (business_id, code)
+        SELECT business_id, access_code FROM access_tokens
+        WHERE visitor_guid = OLD.guid AND business_id = OLD.business_id;
+    INSERT INTO fact_changes (business_id, code)
+        SELECT business_id, access_code FROM access_tokens
+        WHERE visitor_guid = NEW.guid AND business_id = NEW.business_id
+          AND (NEW.guid IS NOT OLD.guid OR NEW.business_id IS NOT OLD.business_id);
+END;
+CREATE TRIGGER fact_changes_visitor_insert AFTER INSERT ON visitors BEGIN
+    INSERT INTO fact_changes (business_id, code)
+        SELECT business_id, access_code FROM access_tokens
+        WHERE visitor_guid = NEW.guid AND business_id = NEW.business_id;
+END;
+CREATE TRIGGER fact_changes_visitor_delete AFTER DELETE ON visitors BEGIN
+    INSERT INTO fact_changes (business_id, code)
+        SELECT business_id, access_code FROM access_tokens
+        WHERE visitor_guid = OLD.guid AND business_id = OLD.business_id;
+END;
+
+CREATE TRIGGER fact_changes_customer_update AFTER UPDATE ON customers BEGIN
+    INSERT INTO fact_changes (business_id, code)
+        SELECT business_id, access_code FROM access_tokens WHERE customer_id IN (OLD.id, NEW.id);
+END;
+CREATE TRIGGER fact_changes_customer_delete AFTER DELETE ON customers BEGIN
+    INSERT INTO fact_changes (business_id, code)
+        SELECT business_id, access_code FROM access_tokens WHERE customer_id = OLD.id;
+END;
+"#;
+
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(V1),
@@ -272,6 +354,7 @@ fn migrations() -> Migrations<'static> {
         M::up(V6),
         M::up(V7),
         M::up(V8),
+        M::up(V9),
     ])
 }
 

@@ -180,15 +180,11 @@ async fn failure_counters_are_bounded_under_a_flood_of_random_devices() {
         else {
             panic!("refused")
         };
-        h.ctx.guard.settle(
-            &h.store,
-            &settings.lockout,
-            ticket,
-            true,
-            &charge,
-            &metrics,
-            t0(),
-        );
+        let locks = h
+            .ctx
+            .guard
+            .settle(&settings.lockout, ticket, true, &charge, &metrics, t0());
+        h.ctx.persist_locks(locks, t0(), None);
     }
     let [devices, _, nases] = h.ctx.guard.tracked();
     assert!(devices <= 100_000, "{devices}");

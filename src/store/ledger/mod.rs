@@ -13,11 +13,12 @@ mod reaping;
 
 pub use reaping::OpenToken;
 
+use super::batch::{BatchError, BatchWriter, each_in_savepoint};
 use super::{Store, StoreError, from_ms, ms};
 use crate::model::Mac;
 use apply::apply;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, params};
+use rusqlite::params;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 
@@ -124,7 +125,7 @@ pub enum AcctOutcome {
 /// A queued record and where its outcome goes.
 struct Job {
     record: AcctRecord,
-    done: tokio::sync::oneshot::Sender<Result<AcctOutcome, String>>,
+    done: tokio::sync::oneshot::Sender<Result<AcctOutcome, Failure>>,
 }
 
 /// Records waiting for the writer, at most; beyond, records are refused (not
@@ -146,6 +147,10 @@ pub enum LedgerError {
     QueueFull,
     #[error("accounting writer has stopped")]
     Stopped,
+    /// The database cannot be written now (deleted, replaced, read-only, disk full,
+    /// or locked by another process): counted and logged by the store's watcher.
+    #[error("accounting record not stored: {0}")]
+    Unavailable(super::BatchError),
     #[error("accounting record not stored: {0}")]
     Write(String),
 }
@@ -156,9 +161,10 @@ impl LedgerWriter {
         let conn = store.connect()?;
         let (queue, jobs) = mpsc::sync_channel(QUEUE);
         let path = store.path().to_path_buf();
+        let store = store.clone();
         std::thread::Builder::new()
             .name("pinradius-ledger".into())
-            .spawn(move || run_writer(conn, jobs))
+            .spawn(move || run_writer(&store, BatchWriter::new(conn), jobs))
             .map_err(|source| StoreError::Open { path, source })?;
         Ok(LedgerWriter { queue })
     }
@@ -175,11 +181,21 @@ impl LedgerWriter {
         outcome
             .await
             .map_err(|_| LedgerError::Stopped)?
-            .map_err(LedgerError::Write)
+            .map_err(|e| match e {
+                Failure::Batch(BatchError::Failed(m)) | Failure::Record(m) => LedgerError::Write(m),
+                Failure::Batch(b) => LedgerError::Unavailable(b),
+            })
     }
 }
 
-fn run_writer(mut conn: Connection, jobs: Receiver<Job>) {
+/// Why a record was not stored: its batch, or the record itself.
+#[derive(Debug, Clone)]
+enum Failure {
+    Batch(BatchError),
+    Record(String),
+}
+
+fn run_writer(store: &Store, mut writer: BatchWriter, jobs: Receiver<Job>) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -188,39 +204,21 @@ fn run_writer(mut conn: Connection, jobs: Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let results = write_batch(&mut conn, &batch);
+        // Nothing is acknowledged that is not on disk: a record whose own write
+        // failed is refused alone, a batch that was not committed all of it.
+        let written = writer.commit(store, batch.len(), |tx| {
+            each_in_savepoint(tx, &batch, |conn, job| apply(conn, &job.record))
+        });
+        let results = match written {
+            Ok(results) => results
+                .into_iter()
+                .map(|r| r.map_err(Failure::Record))
+                .collect(),
+            Err(e) => vec![Err(Failure::Batch(e)); batch.len()],
+        };
         for (job, result) in batch.into_iter().zip(results) {
             let _ = job.done.send(result);
         }
-    }
-}
-
-/// One transaction for the batch; each record in its own savepoint, so a record that
-/// fails rolls back alone. `Err` for every record when the commit itself fails:
-/// nothing is acknowledged that is not on disk.
-fn write_batch(conn: &mut Connection, batch: &[Job]) -> Vec<Result<AcctOutcome, String>> {
-    let fail_all = |e: rusqlite::Error| batch.iter().map(|_| Err(e.to_string())).collect();
-    let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => return fail_all(e),
-    };
-    let mut results = Vec::with_capacity(batch.len());
-    for job in batch {
-        let result = match tx.savepoint() {
-            Ok(mut sp) => match apply(&sp, &job.record) {
-                Ok(outcome) => sp.commit().map(|_| outcome).map_err(|e| e.to_string()),
-                Err(e) => {
-                    let _ = sp.rollback();
-                    Err(e.to_string())
-                }
-            },
-            Err(e) => Err(e.to_string()),
-        };
-        results.push(result);
-    }
-    match tx.commit() {
-        Ok(()) => results,
-        Err(e) => fail_all(e),
     }
 }
 
