@@ -86,7 +86,9 @@ fn run(cli: Cli) -> Result<()> {
     let config = Config::load(&cli.config)?;
     match cli.command {
         Command::CheckConfig => {
-            for w in config.warnings() {
+            let database = pinradius::store::health::check_path(&config.database)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", cli.config.display()))?;
+            for w in config.warnings().into_iter().chain(database) {
                 println!("warning: {w}");
             }
             println!(

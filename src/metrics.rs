@@ -54,6 +54,12 @@ pub struct ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// The database file: ok, missing, replaced, read_only, full.
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiLabels {
     pub route: &'static str,
     pub status: u16,
@@ -118,6 +124,13 @@ pub struct Metrics {
     pub disconnects: Family<ResultLabel, Counter>,
     /// HTTP API requests, by route and status.
     pub api_requests: Family<ApiLabels, Counter>,
+    /// 1 for the database file's state now, 0 for the others.
+    pub store_state: Family<StateLabel, Gauge>,
+    /// Writes (accounting records, logins' writes) not acknowledged because the
+    /// database could not be written.
+    pub store_refused_writes: Counter,
+    /// Login-fact lookups the cache could not answer.
+    pub facts_cache_misses: Counter,
 }
 
 impl Default for Metrics {
@@ -151,6 +164,24 @@ impl Metrics {
         let acct_commit = Histogram::new(LATENCY_BUCKETS);
         let disconnects = Family::<ResultLabel, Counter>::default();
         let api_requests = Family::<ApiLabels, Counter>::default();
+        let store_state = Family::<StateLabel, Gauge>::default();
+        let store_refused_writes = Counter::default();
+        let facts_cache_misses = Counter::default();
+        registry.register(
+            "store_state",
+            "1 for the database file's state now (ok, missing, replaced, read_only, full)",
+            store_state.clone(),
+        );
+        registry.register(
+            "store_refused_writes",
+            "Writes not acknowledged because the database could not be written",
+            store_refused_writes.clone(),
+        );
+        registry.register(
+            "facts_cache_misses",
+            "Login-fact lookups read from the database rather than the cache",
+            facts_cache_misses.clone(),
+        );
         registry.register(
             "requests",
             "RADIUS requests processed, by code and client",
@@ -269,6 +300,18 @@ impl Metrics {
             acct_commit,
             disconnects,
             api_requests,
+            store_state,
+            store_refused_writes,
+            facts_cache_misses,
+        }
+    }
+
+    /// The database file is in `state` now.
+    pub fn store_state(&self, state: crate::store::health::FileState) {
+        for s in crate::store::health::FileState::ALL {
+            self.store_state
+                .get_or_create(&StateLabel { state: s.label() })
+                .set(i64::from(s == state));
         }
     }
 

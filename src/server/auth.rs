@@ -414,8 +414,22 @@ fn answer_access_request(
             }
         }
         Ok(Decision::Later(pending)) => Answered::Later(pending),
+        // The database file gone or unwritable (the watcher has said so once): the
+        // login is refused in time rather than left to time out.
+        Err(_) if ctx.store.health().state() != crate::store::health::FileState::Fine => {
+            let refused = Outcome::Reject(RejectReason::Unavailable);
+            Answered::Now(encode_outcome(
+                ctx, settings, client, counters, request, refused,
+            ))
+        }
         Err(e) => {
-            tracing::error!(client = %client.name, error = %e, "could not decide an Access-Request; not answering");
+            if let Some(n) = ctx
+                .drop_log
+                .allow("decide_failed", std::time::Instant::now())
+            {
+                tracing::error!(client = %client.name, error = %e, requests = n,
+                    "could not decide an Access-Request; not answering");
+            }
             Answered::Now(None)
         }
     }

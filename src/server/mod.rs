@@ -10,6 +10,7 @@ mod cache;
 mod clients;
 pub mod datagrams;
 mod disconnect;
+mod filewatch;
 mod grant;
 mod guard;
 mod holds;
@@ -430,6 +431,7 @@ impl Server {
         ));
         let disconnector = tokio::spawn(disconnect::run(self.context.clone(), stopped.clone()));
         let sweeper = tokio::spawn(sweep_guard(self.context.clone(), stopped.clone()));
+        let watcher = tokio::spawn(filewatch::run(self.context.clone(), stopped.clone()));
         let http = self.http.map(|(listener, limits)| {
             let mut stopped = stopped.clone();
             tokio::spawn(crate::http::serve(
@@ -461,6 +463,7 @@ impl Server {
         let _ = reaper.await;
         let _ = disconnector.await;
         let _ = sweeper.await;
+        let _ = watcher.await;
         if let Some(http) = http
             && tokio::time::timeout(DRAIN_TIMEOUT, http).await.is_err()
         {

@@ -29,6 +29,14 @@ pub enum FileState {
 }
 
 impl FileState {
+    pub const ALL: [FileState; 5] = [
+        Self::Fine,
+        Self::Missing,
+        Self::Replaced,
+        Self::ReadOnly,
+        Self::Full,
+    ];
+
     fn from_u8(v: u8) -> Self {
         match v {
             1 => Self::Missing,
@@ -124,6 +132,46 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     Some(blocks.saturating_mul(size))
 }
 
+/// Free space under which `check-config` warns.
+const LOW_SPACE: u64 = 64 << 20;
+
+/// What `check-config` says of the database file: `Err` for what stops the server
+/// from keeping data, `Ok` with warnings otherwise.
+pub fn check_path(path: &Path) -> Result<Vec<String>, String> {
+    let shown = path.display();
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(_) => {
+            let mut wal = path.as_os_str().to_owned();
+            wal.push("-wal");
+            if Path::new(&wal).exists() {
+                return Err(format!(
+                    "database {shown} is missing but its -wal file is there: it was deleted while a server had it open; restore it, or restart the server (it starts a new, empty one)"
+                ));
+            }
+            return Ok(vec![format!(
+                "database {shown} does not exist yet: `pinradius serve` (or `pinradius db init`) creates it"
+            )]);
+        }
+    };
+    if !meta.is_file() {
+        return Err(format!("database {shown} is not a file"));
+    }
+    if !writable(path, &meta) {
+        return Err(FileState::ReadOnly.explain(path));
+    }
+    let mut warnings = Vec::new();
+    if let Some(free) = free_bytes(path)
+        && free < LOW_SPACE
+    {
+        warnings.push(format!(
+            "database {shown}: only {} MiB free on its disk; when it is full, accounting is not acknowledged",
+            free >> 20
+        ));
+    }
+    Ok(warnings)
+}
+
 /// The store's health as the writers last saw it, and the writes it refused.
 #[derive(Debug, Default)]
 pub struct Health {
@@ -136,7 +184,7 @@ impl Health {
         FileState::from_u8(self.state.load(Ordering::Relaxed))
     }
 
-    pub(super) fn set(&self, state: FileState) {
+    pub fn set(&self, state: FileState) {
         self.state.store(state as u8, Ordering::Relaxed);
     }
 
