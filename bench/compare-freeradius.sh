@@ -4,8 +4,15 @@
 # the same load tool (`pinradius bench`) with the same token set, in interleaved
 # rounds. Prints each round, then the medians and the ratios of the medians.
 #
+# Two pinradius rows: returning logins (devices already bound: TOKENS codes, DEVICES
+# devices, warmed up), and first-use logins (a device never seen per request, each
+# login binding it durably: a second server on FIRST_TOKENS codes, restarted on a
+# fresh copy of its seeded database each round, so every round starts with no device
+# bound).
+#
 # Usage: bench/compare-freeradius.sh        (as root: installs freeradius if missing)
-# Knobs (environment): ROUNDS=5 DURATION=8 TOKENS=1000 DEVICES=1000 WINDOW=256 SOCKETS=2
+# Knobs (environment): ROUNDS=5 DURATION=8 TOKENS=1000 DEVICES=1000 FIRST_TOKENS=10000
+# WINDOW=256 SOCKETS=2
 # FR_THREADS=16 (FreeRADIUS start_servers and sql pool start/min; max is twice that;
 # 8-16 measured best here for both modules, 32 about 15% slower for `files`)
 set -euo pipefail
@@ -14,10 +21,12 @@ FR_THREADS=${FR_THREADS:-16}
 DURATION=${DURATION:-8}
 TOKENS=${TOKENS:-1000}
 DEVICES=${DEVICES:-1000}
+FIRST_TOKENS=${FIRST_TOKENS:-10000}
 WINDOW=${WINDOW:-256}
 SOCKETS=${SOCKETS:-2}
 SECRET=bench-shared-secret-0123456789
 cd "$(dirname "$0")/.."
+. bench/config.sh
 
 if ! command -v freeradius >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
@@ -30,25 +39,27 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"; }
 trap cleanup EXIT
 
-P_PORT=18120; F_PORT=18121; S_PORT=18122; E_PORT=18123
+P_PORT=18120; F_PORT=18121; S_PORT=18122; E_PORT=18123; N_PORT=18124
 
 # --- pinradius: full policy (SQLite store, device binding, Message-Authenticator required)
-cat > "$WORK/pinradius.toml" <<TOML
-[server]
-auth_listen = "127.0.0.1:$P_PORT"
-acct_listen = "127.0.0.1:0"
-database = "pinradius.db"
-[reply]
-idle_timeout = 900
-acct_interim_interval = 300
-[[client]]
-name = "bench"
-address = "127.0.0.1"
-secret = "$SECRET"
-business_id = 1
-require_message_authenticator = true
-TOML
+bench_config "$WORK/pinradius.toml" "$P_PORT" "$SECRET" "$(printf '[reply]\nidle_timeout = 900\nacct_interim_interval = 300')"
 "$BIN" --config "$WORK/pinradius.toml" bench seed --tokens "$TOKENS" >/dev/null
+
+# --- pinradius for first-use logins: the same config on its own port and database.
+mkdir -p "$WORK/first"
+sed -e "s/127.0.0.1:$P_PORT/127.0.0.1:$N_PORT/" "$WORK/pinradius.toml" > "$WORK/first/pinradius.toml"
+"$BIN" --config "$WORK/first/pinradius.toml" bench seed --tokens "$FIRST_TOKENS" >/dev/null
+cp "$WORK/first/pinradius.db" "$WORK/first/seeded.db"
+FIRST_PID=
+restart_first() { # a fresh copy of the seeded database: no device bound yet
+  if [ -n "$FIRST_PID" ]; then kill "$FIRST_PID" 2>/dev/null || true; wait "$FIRST_PID" 2>/dev/null || true; fi
+  rm -f "$WORK/first/pinradius.db" "$WORK/first/pinradius.db-wal" "$WORK/first/pinradius.db-shm"
+  cp "$WORK/first/seeded.db" "$WORK/first/pinradius.db"
+  RUST_LOG=warn "$BIN" --config "$WORK/first/pinradius.toml" serve >>"$WORK/first/serve.log" 2>&1 &
+  FIRST_PID=$!
+  PIDS+=("$FIRST_PID")
+  sleep 1
+}
 
 # --- FreeRADIUS: a private copy of the packaged config, trimmed to PAP on one port.
 make_raddb() { # $1 dir, $2 port, $3 authorize section
@@ -128,9 +139,12 @@ for port in $P_PORT $F_PORT $S_PORT; do load "$port" 2 >/dev/null; done
 
 declare -A RESULTS
 for ((r = 1; r <= ROUNDS; r++)); do
-  for name in pinradius fr-files fr-sql echo; do
+  for name in pinradius first-use fr-files fr-sql echo; do
     case $name in
       pinradius) out=$(load $P_PORT "$DURATION") ;;
+      first-use) restart_first
+                 out=$("$BIN" bench auth --target "127.0.0.1:$N_PORT" --secret "$SECRET" --tokens "$FIRST_TOKENS" \
+                   --new-devices --window "$WINDOW" --sockets "$SOCKETS" --duration "$DURATION" --json) ;;
       fr-files) out=$(load $F_PORT "$DURATION") ;;
       fr-sql) out=$(load $S_PORT "$DURATION") ;;
       echo) out=$(load $E_PORT "$DURATION" --no-verify) ;;
@@ -141,14 +155,15 @@ for ((r = 1; r <= ROUNDS; r++)); do
   done
 done
 
-python3 - "${RESULTS[pinradius]}" "${RESULTS[fr-files]}" "${RESULTS[fr-sql]}" "${RESULTS[echo]}" <<'PY'
+python3 - "${RESULTS[pinradius]}" "${RESULTS[first-use]}" "${RESULTS[fr-files]}" "${RESULTS[fr-sql]}" "${RESULTS[echo]}" <<'PY'
 import statistics, sys
-names = ["pinradius", "freeradius-files", "freeradius-sql", "udp-echo"]
+names = ["pinradius", "pinradius-first-use", "freeradius-files", "freeradius-sql", "udp-echo"]
 med = {n: statistics.median(float(x) for x in v.split()) for n, v in zip(names, sys.argv[1:])}
 print()
 for n in names:
-    print(f"median {n:18} {med[n]:>10.0f} requests/s")
-print(f"pinradius / freeradius-files = {med['pinradius'] / med['freeradius-files']:.2f}x")
-print(f"pinradius / freeradius-sql   = {med['pinradius'] / med['freeradius-sql']:.2f}x")
-print(f"pinradius / udp-echo         = {med['pinradius'] / med['udp-echo']:.2f}")
+    print(f"median {n:20} {med[n]:>10.0f} requests/s")
+for n in ["pinradius", "pinradius-first-use"]:
+    print(f"{n} / freeradius-files = {med[n] / med['freeradius-files']:.2f}x")
+    print(f"{n} / freeradius-sql   = {med[n] / med['freeradius-sql']:.2f}x")
+print(f"pinradius / udp-echo = {med['pinradius'] / med['udp-echo']:.2f}")
 PY

@@ -145,6 +145,9 @@ pub struct BenchArgs {
     /// Send at this many requests/s (paced) instead of as fast as the window allows.
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Milliseconds after which an unanswered request is counted lost.
+    #[arg(long, default_value_t = 1000)]
+    pub timeout_ms: u64,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

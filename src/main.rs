@@ -419,7 +419,7 @@ fn bench(a: &pinradius::cli::BenchArgs, load: pinradius::bench::Load) -> Result<
         sockets: a.sockets.max(1),
         duration: std::time::Duration::from_secs_f64(a.duration),
         no_verify: a.no_verify,
-        timeout: std::time::Duration::from_secs(1),
+        timeout: std::time::Duration::from_millis(a.timeout_ms.max(1)),
         rate: a.rate.filter(|r| *r > 0.0),
     };
     let report = pinradius::bench::run(&options)?;
