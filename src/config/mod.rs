@@ -405,5 +405,16 @@ reply_attributes = { "Mikrotik-Rate-Limit" = "2M/2M", "WISPr-Bandwidth-Max-Down"
         assert!(e.contains("client[1].coa_port = 70000"), "{e}");
         let e = err(&format!("{GOOD}\n[disconnect]\nattempts = 0\n"));
         assert!(e.contains("disconnect.attempts = 0"), "{e}");
+        let e = err(&GOOD.replace("[server]", "[server]\nlogin_write_wait_ms = 10"));
+        assert!(e.contains("server.login_write_wait_ms = 10"), "{e}");
+        let e = err(&GOOD.replace(
+            "[server]",
+            "[server]\nlogin_write_wait_ms = 5000\nretransmit_cache_seconds = 5",
+        ));
+        assert!(
+            e.contains("server.login_write_wait_ms = 5000")
+                && e.contains("retransmit_cache_seconds"),
+            "{e}"
+        );
     }
 }

@@ -67,6 +67,18 @@ impl ServerSection {
                 "must be 50..=30000 (milliseconds; keep it under the NAS's RADIUS timeout)",
             ));
         }
+        // A login waiting for its writes is in flight in the retransmit cache; past
+        // the cache's time a retransmit would be taken as a new request.
+        if self.login_write_wait_ms >= self.retransmit_cache_seconds * 1000 {
+            return Err(invalid(
+                "server.login_write_wait_ms",
+                self.login_write_wait_ms,
+                format!(
+                    "must be under server.retransmit_cache_seconds ({} s)",
+                    self.retransmit_cache_seconds
+                ),
+            ));
+        }
         Ok((auth_listen, acct_listen))
     }
 }

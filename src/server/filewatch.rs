@@ -1,11 +1,12 @@
 //! Watches the database file while the server runs (`store/health.rs` says what is
 //! checked): each change of state is logged once (an error when writes stop, info
-//! when they resume), writes refused meanwhile are logged once per interval with
-//! their count, and both are in the metrics. The writers refuse on their own, at
+//! when they resume: a full disk with the first write that succeeds), writes refused
+//! meanwhile are logged once per interval with their count, and both are in the
+//! metrics at every look. The writers refuse on their own, at
 //! every batch; this task is what tells the operator, even when nothing is written.
 
 use super::Context;
-use crate::store::health::{FileState, free_bytes};
+use crate::store::health::FileState;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -14,15 +15,14 @@ use tokio::sync::watch;
 const INTERVAL: Duration = Duration::from_secs(1);
 /// How often refused writes are counted in the log while they go on.
 const REFUSED_LOG_INTERVAL: Duration = Duration::from_secs(60);
-/// Free space that ends a full disk when nothing has written since.
-const ROOM: u64 = 1 << 20;
 
 pub(super) async fn run(ctx: Arc<Context>, mut stopped: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut watcher = Watcher {
         state: FileState::Fine,
-        refused: ctx.store.health().refused(),
+        counted: ctx.store.health().refused(),
+        logged_refused: ctx.store.health().refused(),
         logged: None,
         misses: ctx.store.facts_cache_misses(),
     };
@@ -48,7 +48,9 @@ pub(super) async fn run(ctx: Arc<Context>, mut stopped: watch::Receiver<bool>) {
 /// What the watcher has told so far.
 struct Watcher {
     state: FileState,
-    refused: u64,
+    /// Refused writes counted in the metrics, and in the log.
+    counted: u64,
+    logged_refused: u64,
     /// When refused writes were last logged.
     logged: Option<Instant>,
     misses: u64,
@@ -57,16 +59,7 @@ struct Watcher {
 impl Watcher {
     fn look(&mut self, ctx: &Context) {
         let (store, health) = (&ctx.store, ctx.store.health());
-        let file = store.file_state();
-        match (file, health.state()) {
-            (FileState::Fine, FileState::Full)
-                if free_bytes(store.path()).is_some_and(|b| b >= ROOM) =>
-            {
-                health.set(FileState::Fine);
-            }
-            (FileState::Fine, FileState::Full) => {}
-            (file, _) => health.set(file),
-        }
+        health.set_file(store.file_state());
         let state = health.state();
         if state != self.state {
             if state == FileState::Fine {
@@ -80,16 +73,19 @@ impl Watcher {
             ctx.metrics.store_state(state);
         }
         let refused = health.refused();
-        let new = refused - self.refused;
+        ctx.metrics
+            .store_refused_writes
+            .inc_by(refused - self.counted);
+        self.counted = refused;
+        let new = refused - self.logged_refused;
         if new > 0
             && self
                 .logged
                 .is_none_or(|t| t.elapsed() >= REFUSED_LOG_INTERVAL)
         {
             tracing::warn!(database = %store.path().display(), state = state.label(), writes = new,
-                "writes not acknowledged since the last report (accounting records, first logins): the database cannot be written");
-            ctx.metrics.store_refused_writes.inc_by(new);
-            self.refused = refused;
+                "writes not acknowledged since the last report (accounting records, first logins): the database could not be written, or another process held its write lock");
+            self.logged_refused = refused;
             self.logged = Some(Instant::now());
         }
         let misses = store.facts_cache_misses();

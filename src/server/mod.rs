@@ -477,6 +477,14 @@ impl Server {
         if tokio::time::timeout(DRAIN_TIMEOUT, joined).await.is_err() {
             tracing::warn!("auth threads still busy after {DRAIN_TIMEOUT:?}; stopping anyway");
         }
+        // First logins and lock rows the auth threads queued: written and answered.
+        let logins = self.context.logins.clone();
+        if !tokio::task::spawn_blocking(move || logins.flush(DRAIN_TIMEOUT))
+            .await
+            .unwrap_or(false)
+        {
+            tracing::warn!("login writes still queued after {DRAIN_TIMEOUT:?}; stopping anyway");
+        }
         let all = u32::try_from(MAX_IN_FLIGHT).unwrap_or(u32::MAX);
         if tokio::time::timeout(DRAIN_TIMEOUT, permits.acquire_many(all))
             .await

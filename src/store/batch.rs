@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 /// Why a batch was not committed (nothing of it may be acknowledged).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BatchError {
-    /// Another connection held the write lock for the whole busy timeout.
+    /// Another connection held the write lock for the whole busy timeout (not counted
+    /// as refused here: the caller may try again; it counts what it gives up).
     #[error("the database is locked by another process")]
     Busy,
     /// The file is missing, replaced, read-only or full (see [`FileState`]).
@@ -49,25 +50,32 @@ impl BatchWriter {
         body: impl FnOnce(&mut Transaction<'_>) -> rusqlite::Result<T>,
     ) -> Result<T, BatchError> {
         let health = store.health();
-        let refuse = |state: FileState| {
-            health.set(state);
+        // A look at the file, or a write that failed for want of space or of write
+        // permission: refused (counted), and the state recorded by its kind.
+        let refuse = |state: FileState, from_write: bool| {
+            if from_write {
+                health.set_write(state);
+            } else {
+                health.set_file(state);
+            }
             health.refuse(n);
             Err(BatchError::Unavailable(state))
         };
         let before = store.file_state();
+        health.set_file(before);
         if before != FileState::Fine {
-            return refuse(before);
+            return refuse(before, false);
         }
         let mut tx = match self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
         {
             Ok(tx) => tx,
-            Err(e) => return classify(e).and_then(refuse),
+            Err(e) => return classify(e).and_then(|s| refuse(s, true)),
         };
         let out = match body(&mut tx) {
             Ok(out) => out,
-            Err(e) => return classify(e).and_then(refuse),
+            Err(e) => return classify(e).and_then(|s| refuse(s, true)),
         };
         if self.pruned.elapsed() >= PRUNE_EVERY {
             // Best effort: a failed prune is retried at the next interval.
@@ -75,15 +83,15 @@ impl BatchWriter {
             self.pruned = Instant::now();
         }
         if let Err(e) = tx.commit() {
-            return classify(e).and_then(refuse);
+            return classify(e).and_then(|s| refuse(s, true));
         }
         // Committed into the file it opened; should that no longer be the file at the
         // path, the rows went with it and nothing may be acknowledged.
         let after = store.file_state();
         if after != FileState::Fine {
-            return refuse(after);
+            return refuse(after, false);
         }
-        health.set(FileState::Fine);
+        health.set_write(FileState::Fine);
         Ok(out)
     }
 }

@@ -172,28 +172,45 @@ pub fn check_path(path: &Path) -> Result<Vec<String>, String> {
     Ok(warnings)
 }
 
-/// The store's health as the writers last saw it, and the writes it refused.
+/// The store's health: what the last look at the file found (anyone who looks: the
+/// writers before and after each batch, the watcher every second), what the last
+/// write found (the writers only: a full disk or a read-only error is known only by
+/// writing), and the writes refused. Each half has one kind of owner, so neither
+/// undoes what only the other can know: a full disk ends with the next write that
+/// succeeds, not with a `statvfs` that sees free space.
 #[derive(Debug, Default)]
 pub struct Health {
-    state: AtomicU8,
+    file: AtomicU8,
+    write: AtomicU8,
     refused: AtomicU64,
 }
 
 impl Health {
+    /// The file's problem if it has one, else the last write's.
     pub fn state(&self) -> FileState {
-        FileState::from_u8(self.state.load(Ordering::Relaxed))
+        match FileState::from_u8(self.file.load(Ordering::Relaxed)) {
+            FileState::Fine => FileState::from_u8(self.write.load(Ordering::Relaxed)),
+            file => file,
+        }
     }
 
-    pub fn set(&self, state: FileState) {
-        self.state.store(state as u8, Ordering::Relaxed);
+    /// What a look at the file found.
+    pub fn set_file(&self, state: FileState) {
+        self.file.store(state as u8, Ordering::Relaxed);
     }
 
-    /// Counts writes not acknowledged because of the state.
+    /// What the last write found (`Fine` when it committed).
+    pub(super) fn set_write(&self, state: FileState) {
+        self.write.store(state as u8, Ordering::Relaxed);
+    }
+
+    /// Counts writes not acknowledged (the file's state, a full disk, or the lock
+    /// held by another process past the wait).
     pub(super) fn refuse(&self, n: usize) {
         self.refused.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// Writes refused so far (a counter: the watcher logs the difference).
+    /// Writes refused so far (a counter: the watcher reports the difference).
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
     }

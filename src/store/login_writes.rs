@@ -107,6 +107,27 @@ impl LoginWriter {
         Ok(LoginWriter { queue })
     }
 
+    /// Waits up to `wait` until every write queued before this call is done (and its
+    /// callback called): at shutdown, so queued lock rows and first logins are kept
+    /// and answered. False when the wait ran out.
+    pub fn flush(&self, wait: Duration) -> bool {
+        let (done, finished) = mpsc::channel();
+        let marker = LoginWrite {
+            bind: None,
+            check_in: None,
+            locks: Vec::new(),
+            now: chrono::Utc::now(),
+            deadline: Instant::now() + wait,
+        };
+        self.submit(
+            marker,
+            Box::new(move |_| {
+                let _ = done.send(());
+            }),
+        );
+        finished.recv_timeout(wait).is_ok()
+    }
+
     /// Queues a write; never blocks. `done` is called once: after the commit, or at
     /// once when the queue is full.
     pub fn submit(&self, write: LoginWrite, done: WriteDone) {
@@ -153,6 +174,7 @@ fn run(
             pending.drain(..).partition(|j| j.write.deadline <= now);
         pending = waiting;
         if !late.is_empty() {
+            store.health().refuse(late.len());
             call(
                 late.into_iter()
                     .map(|j| (j.done, Err(BatchError::Busy)))

@@ -63,6 +63,10 @@ pub enum StoreError {
         "database {path} is read-only (file or folder permissions, or a read-only mount): pinradius must write to it"
     )]
     ReadOnly { path: PathBuf },
+    #[error(
+        "database {path} was replaced by another file while the server runs: restart it to open the new one"
+    )]
+    Replaced { path: PathBuf },
     #[error("database {path}: migration failed: {message}")]
     Migration { path: PathBuf, message: String },
     #[error("code {code} is already used by {owner} in business {business_id}")]
@@ -239,6 +243,13 @@ impl Store {
         let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut conn = match pooled {
             Some(c) => c,
+            // A new connection opens whatever file is at the path now: not another
+            // file than the one the store has open (replaced under a running server).
+            None if self.file_state() == health::FileState::Replaced => {
+                return Err(StoreError::Replaced {
+                    path: self.path.clone(),
+                });
+            }
             None => self.connect()?,
         };
         let result = f(&mut conn);

@@ -334,6 +334,10 @@ CREATE TRIGGER fact_changes_visitor_delete AFTER DELETE ON visitors BEGIN
         WHERE visitor_guid = OLD.guid AND business_id = OLD.business_id;
 END;
 
+CREATE TRIGGER fact_changes_customer_insert AFTER INSERT ON customers BEGIN
+    INSERT INTO fact_changes (business_id, code)
+        SELECT business_id, access_code FROM access_tokens WHERE customer_id = NEW.id;
+END;
 CREATE TRIGGER fact_changes_customer_update AFTER UPDATE ON customers BEGIN
     INSERT INTO fact_changes (business_id, code)
         SELECT business_id, access_code FROM access_tokens WHERE customer_id IN (OLD.id, NEW.id);

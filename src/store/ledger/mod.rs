@@ -214,7 +214,13 @@ fn run_writer(store: &Store, mut writer: BatchWriter, jobs: Receiver<Job>) {
                 .into_iter()
                 .map(|r| r.map_err(Failure::Record))
                 .collect(),
-            Err(e) => vec![Err(Failure::Batch(e)); batch.len()],
+            Err(e) => {
+                if e == BatchError::Busy {
+                    // Locked by another process for the whole busy timeout: refused.
+                    store.health().refuse(batch.len());
+                }
+                vec![Err(Failure::Batch(e)); batch.len()]
+            }
         };
         for (job, result) in batch.into_iter().zip(results) {
             let _ = job.done.send(result);
