@@ -44,24 +44,31 @@ def check_compose():
     os.unlink(f.name)
     if r.returncode != 0:
         fail(f"docker-compose.yml: smoke-test script: {r.stderr.strip()}")
-    docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "info"], capture_output=True).returncode == 0:
-        r = subprocess.run([docker, "compose", "config", "-q"], cwd=ROOT, capture_output=True, text=True)
+    compose = None
+    if shutil.which("docker-compose"):
+        compose = ["docker-compose"]
+    elif shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        compose = ["docker", "compose"]
+    if compose:
+        r = subprocess.run(compose + ["config", "-q"], cwd=ROOT, capture_output=True, text=True)
         if r.returncode != 0:
-            fail(f"docker compose config: {r.stderr.strip()}")
-        print("packaging: docker compose config OK")
+            fail(f"{' '.join(compose)} config: {r.stderr.strip()}")
+        print(f"packaging: {' '.join(compose)} config OK")
     else:
-        print("packaging: no Docker daemon; docker-compose.yml checked by parsing")
+        print("packaging: no docker compose; docker-compose.yml checked by parsing")
 
 
 def check_dockerfile():
     with open(os.path.join(ROOT, "Dockerfile")) as f:
         text = f.read()
-    froms = re.findall(r"^FROM\s+(\S+)", text, re.M)
-    if len(froms) < 2:
-        fail(f"Dockerfile: expected a multi-stage build, found FROM {froms}")
-    if "slim" not in froms[-1]:
-        fail(f"Dockerfile: runtime image {froms[-1]} is not a slim image")
+    stages = dict((name, base) for base, name in re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", text, re.M | re.I))
+    for name in ("runtime", "build", "prebuilt"):
+        if name not in stages:
+            fail(f"Dockerfile: no stage named {name} (found {sorted(stages)})")
+    if "slim" not in stages["runtime"]:
+        fail(f"Dockerfile: runtime image {stages['runtime']} is not a slim image")
+    if not re.search(r"^HEALTHCHECK\s.*probe", text, re.M | re.S):
+        fail("Dockerfile: no HEALTHCHECK by `pinradius probe`")
     users = re.findall(r"^USER\s+(\S+)", text, re.M)
     if not users or users[-1] in ("root", "0"):
         fail("Dockerfile: the runtime stage must run as a non-root USER")
@@ -77,7 +84,10 @@ def check_build_context(text):
     """The build stage sees only what it COPYs: lay those paths out in an empty
     directory and let cargo load the package there (it refuses a manifest whose
     targets, benches included, are missing) without compiling anything."""
-    build_stage = re.split(r"^FROM\s", text, flags=re.M)[1]
+    build_stage = next(
+        (part for part in re.split(r"^FROM\s", text, flags=re.M) if re.match(r"\S+\s+AS\s+build\b", part, re.I)),
+        None,
+    ) or fail("Dockerfile: no build stage")
     with tempfile.TemporaryDirectory() as d:
         for line in re.findall(r"^COPY\s+(.+)$", build_stage, re.M):
             *sources, _dest = line.split()

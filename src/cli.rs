@@ -35,6 +35,14 @@ pub enum Command {
     Serve,
     /// Validate the config file and print warnings; exits non-zero when invalid.
     CheckConfig,
+    /// Ask the server of this config whether it answers: a Status-Server to its
+    /// auth_listen from 127.0.0.1 (a [[client]] must cover it); exits non-zero when
+    /// there is no verified answer (the container image's HEALTHCHECK).
+    Probe {
+        /// Milliseconds to wait for the answer.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
     /// Manage access tokens.
     #[command(subcommand)]
     Token(Box<TokenCommand>),

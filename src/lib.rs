@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod model;
 pub mod platform;
 pub mod policy;
+pub mod probe;
 pub mod protocol;
 pub mod server;
 pub mod store;

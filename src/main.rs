@@ -100,6 +100,16 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Serve => serve(config),
+        Command::Probe { timeout_ms } => {
+            let took =
+                pinradius::probe::probe(&config, std::time::Duration::from_millis(timeout_ms))?;
+            println!(
+                "{}: Status-Server answered in {} us",
+                config.auth_listen,
+                took.as_micros()
+            );
+            Ok(())
+        }
         Command::Db(DbCommand::Init) => {
             let existed = config.database.exists();
             Store::open(&config.database)?;
