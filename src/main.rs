@@ -518,7 +518,10 @@ fn serve(config: Config) -> Result<()> {
                 .spawn(move || pinradius::platform::run_poller(sync, clock, inbox, stop))
         });
         let poller = poller.transpose().context("cannot start the platform sync thread")?;
-        tracing::info!(auth = %server.auth_addr()?, acct = %server.acct_addr()?, http = %http, database = %config.database.display(), clients = config.clients.len(), sync = config.nexudus.is_some(), "pinradius listening");
+        let radsec = server
+            .radsec_addr()
+            .map_or_else(|| "off".to_string(), |a| a.to_string());
+        tracing::info!(auth = %server.auth_addr()?, acct = %server.acct_addr()?, http = %http, radsec = %radsec, database = %config.database.display(), clients = config.clients.len(), sync = config.nexudus.is_some(), "pinradius listening");
         server
             .run(async move {
                 tokio::select! {

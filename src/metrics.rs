@@ -16,6 +16,8 @@ pub struct RequestLabels {
     pub code: &'static str,
     /// The configured client's name.
     pub client: Arc<str>,
+    /// How it came: udp, or radsec (TLS, RFC 6614).
+    pub transport: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -131,6 +133,9 @@ pub struct Metrics {
     pub store_refused_writes: Counter,
     /// Login-fact lookups the cache could not answer.
     pub facts_cache_misses: Counter,
+    /// RadSec connections by what became of them (accepted, limit, handshake_failed,
+    /// unknown_client).
+    pub radsec_connections: Family<ResultLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -167,6 +172,12 @@ impl Metrics {
         let store_state = Family::<StateLabel, Gauge>::default();
         let store_refused_writes = Counter::default();
         let facts_cache_misses = Counter::default();
+        let radsec_connections = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "radsec_connections",
+            "RadSec (TLS) connections, by result: accepted, limit, handshake_failed, unknown_client",
+            radsec_connections.clone(),
+        );
         registry.register(
             "store_state",
             "1 for the database file's state now (ok, missing, replaced, read_only, full)",
@@ -303,7 +314,15 @@ impl Metrics {
             store_state,
             store_refused_writes,
             facts_cache_misses,
+            radsec_connections,
         }
+    }
+
+    /// A RadSec connection came to `result`.
+    pub fn radsec_connection(&self, result: &'static str) {
+        self.radsec_connections
+            .get_or_create(&ResultLabel { result })
+            .inc();
     }
 
     /// The database file is in `state` now.
@@ -388,12 +407,13 @@ impl Metrics {
     /// The counters of one client, resolved once per config load so the request path
     /// counts without looking a label set up (a counter handle shares its family's
     /// value).
-    pub fn client_counters(&self, client: &Arc<str>) -> ClientCounters {
+    pub fn client_counters(&self, client: &Arc<str>, transport: &'static str) -> ClientCounters {
         let request = |code| {
             self.requests
                 .get_or_create(&RequestLabels {
                     code,
                     client: client.clone(),
+                    transport,
                 })
                 .clone()
         };
@@ -434,9 +454,11 @@ mod tests {
     #[test]
     fn counts_show_in_the_text_format() {
         let m = Metrics::new();
-        let lobby = m.client_counters(&"lobby".into());
+        let lobby = m.client_counters(&"lobby".into(), "udp");
         lobby.access_requests.inc();
-        m.client_counters(&"lobby".into()).access_requests.inc();
+        m.client_counters(&"lobby".into(), "udp")
+            .access_requests
+            .inc();
         m.rejects
             .get_or_create(&ReasonLabel { reason: "expired" })
             .inc();
@@ -444,7 +466,7 @@ mod tests {
         m.auth_latency.observe(0.000_2);
         let text = m.encode();
         assert!(
-            text.contains("pinradius_requests_total{code=\"Access-Request\",client=\"lobby\"} 2"),
+            text.contains("pinradius_requests_total{code=\"Access-Request\",client=\"lobby\",transport=\"udp\"} 2"),
             "{text}"
         );
         assert!(

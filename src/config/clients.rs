@@ -68,7 +68,14 @@ impl fmt::Display for AttributeValue {
 pub struct ClientSection {
     pub name: String,
     pub address: String,
-    pub secret: Secret,
+    /// The shared secret (UDP); a RadSec client's is RFC 6614's fixed "radsec".
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// A RadSec client (`[radsec]`): the name its TLS certificate must carry
+    /// (subjectAltName dNSName, or commonName). `address` is then where it may
+    /// connect from.
+    #[serde(default)]
+    pub certificate_name: Option<String>,
     pub business_id: i64,
     #[serde(default = "yes")]
     pub require_message_authenticator: bool,
@@ -112,7 +119,13 @@ pub struct Client {
     pub coa_port: u16,
     /// Email + PIN logins taken from this client.
     pub email_login: bool,
+    /// A RadSec client: the (lower-cased) name its certificate carries. Such a client
+    /// is never matched by a UDP datagram's source address.
+    pub certificate_name: Option<std::sync::Arc<str>>,
 }
+
+/// RFC 6614 section 2.3: RADIUS over TLS uses the fixed shared secret "radsec".
+pub const RADSEC_SECRET: &str = "radsec";
 
 /// Whether every address of `network` is this machine's.
 fn is_loopback(network: &IpNet) -> bool {
@@ -192,19 +205,60 @@ pub(super) fn validate_clients(
             ));
         }
         let network = parse_client_address(&key("address"), &c.address)?;
-        if let Some(other) = clients.iter().find(|o: &&Client| o.network == network) {
+        let certificate_name = match &c.certificate_name {
+            Some(n) if n.trim().is_empty() => {
+                return Err(invalid(key("certificate_name"), n, "must not be empty"));
+            }
+            Some(n) => Some(std::sync::Arc::<str>::from(n.trim().to_ascii_lowercase())),
+            None => None,
+        };
+        // Only UDP clients are told apart by address; RadSec ones by certificate.
+        if certificate_name.is_none()
+            && let Some(other) = clients
+                .iter()
+                .find(|o: &&Client| o.certificate_name.is_none() && o.network == network)
+        {
             return Err(invalid(
                 key("address"),
                 &c.address,
                 format!("client {:?} has the same address", other.name),
             ));
         }
-        if c.secret.is_empty() {
-            return Err(invalid(key("secret"), "", "must not be empty"));
+        if let Some(name) = &certificate_name
+            && let Some(other) = clients
+                .iter()
+                .find(|o: &&Client| o.certificate_name.as_ref() == Some(name))
+        {
+            return Err(invalid(
+                key("certificate_name"),
+                name,
+                format!("client {:?} has the same certificate_name", other.name),
+            ));
         }
+        let secret = match (&c.secret, &certificate_name) {
+            (Some(s), Some(_)) if s.0 != RADSEC_SECRET => {
+                return Err(invalid(
+                    key("secret"),
+                    "<set>",
+                    "a RadSec client (certificate_name) uses the fixed secret \"radsec\" (RFC 6614): leave secret out",
+                ));
+            }
+            (_, Some(_)) => Secret(RADSEC_SECRET.into()),
+            (Some(s), None) if s.is_empty() => {
+                return Err(invalid(key("secret"), "", "must not be empty"));
+            }
+            (Some(s), None) => s.clone(),
+            (None, None) => {
+                return Err(invalid(
+                    key("secret"),
+                    "<missing>",
+                    "a UDP client needs the NAS's shared secret (or certificate_name for a RadSec client)",
+                ));
+            }
+        };
         // The shipped example secrets are public: only a client on this machine may
         // keep one (the shipped config's own loopback client).
-        if c.secret
+        if secret
             .as_bytes()
             .to_ascii_lowercase()
             .starts_with(b"change-me")
@@ -232,7 +286,7 @@ pub(super) fn validate_clients(
         clients.push(Client {
             name: c.name.as_str().into(),
             network,
-            secret: c.secret.clone(),
+            secret,
             business_id: c.business_id,
             require_message_authenticator: c.require_message_authenticator,
             password_mode: c.password_mode,
@@ -248,6 +302,7 @@ pub(super) fn validate_clients(
                     )
                 })?,
             email_login: c.email_login,
+            certificate_name,
         });
     }
     Ok(clients)

@@ -8,6 +8,7 @@ mod disconnect;
 mod http;
 mod lockout;
 mod nexudus;
+mod radsec;
 mod reply;
 mod server;
 mod visitors;
@@ -20,6 +21,7 @@ pub use disconnect::{DisconnectSection, DisconnectSettings};
 pub use http::{ApiKey, ApiKeySection, HttpConfig, HttpLimits, HttpSection, Role};
 pub use lockout::LockoutSection;
 pub use nexudus::{NexudusConfig, NexudusSection};
+pub use radsec::{RadsecConfig, RadsecLimits, RadsecSection, certificate_names};
 pub use reply::ReplySection;
 pub use server::ServerSection;
 pub use visitors::{CustomerSettings, VisitorSettings, WindowStart};
@@ -107,6 +109,8 @@ pub struct RawConfig {
     pub disconnect: DisconnectSection,
     /// The platform to sync from; none: no sync.
     pub nexudus: Option<NexudusSection>,
+    /// RADIUS over TLS; none: UDP only.
+    pub radsec: Option<RadsecSection>,
 }
 
 /// The validated configuration.
@@ -138,6 +142,8 @@ pub struct Config {
     pub disconnect: DisconnectSettings,
     /// The platform to sync from, when `[nexudus]` is configured.
     pub nexudus: Option<NexudusConfig>,
+    /// `[radsec]`, its certificates loaded and checked.
+    pub radsec: Option<RadsecConfig>,
 }
 
 fn parse_listen(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -224,6 +230,24 @@ impl Config {
             .as_ref()
             .map(|n| n.validate(&resolve))
             .transpose()?;
+        // Certificates are checked against the time the config is loaded.
+        let radsec = raw
+            .radsec
+            .as_ref()
+            .map(|r| r.validate(&base, chrono::Utc::now().timestamp()))
+            .transpose()?;
+        if radsec.is_none()
+            && let Some((i, c)) = clients
+                .iter()
+                .enumerate()
+                .find(|(_, c)| c.certificate_name.is_some())
+        {
+            return Err(invalid(
+                format!("client[{i}].certificate_name"),
+                c.certificate_name.as_deref().unwrap_or_default(),
+                "a RadSec client needs a [radsec] section (listen, certificate, private_key, client_ca)",
+            ));
+        }
 
         Ok(Config {
             path: path.to_path_buf(),
@@ -244,6 +268,7 @@ impl Config {
             http,
             disconnect,
             nexudus,
+            radsec,
         })
     }
 
@@ -261,7 +286,8 @@ impl Config {
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
         for c in &self.clients {
-            if c.secret.len() < 16 {
+            // RadSec's fixed secret is not a secret: TLS protects those clients.
+            if c.certificate_name.is_none() && c.secret.len() < 16 {
                 w.push(format!(
                     "client {:?}: secret is {} characters; use 16 or more",
                     c.name,
@@ -274,6 +300,12 @@ impl Config {
                     c.name
                 ));
             }
+        }
+        for (key, file, days) in self.radsec.iter().flat_map(|r| &r.expiring) {
+            w.push(format!(
+                "{key} = {}: the certificate expires in {days} day(s); renew it (SIGHUP reloads it)",
+                file.display()
+            ));
         }
         w
     }

@@ -1,8 +1,10 @@
 //! Accounting-Request on the accounting port (RFC 2866). A record is answered only
 //! once the ledger writer has committed it: an acknowledged record survives a crash.
 
-use super::Context;
 use super::cache::{RequestKey, Seen};
+use super::{Context, Responder};
+use crate::config::Client;
+use crate::metrics::ClientCounters;
 use crate::model::Mac;
 use crate::protocol::{self, Code, Packet, PacketBuilder, attr};
 use crate::store::{AcctOutcome, AcctRecord, AcctStatus, LedgerWriter, TokenRef};
@@ -62,13 +64,47 @@ fn on_datagram(
     else {
         return;
     };
+    let responder: Arc<dyn Responder> = socket.clone();
+    let to = Reply {
+        responder: &responder,
+        source,
+        now,
+    };
+    on_accounting(ctx, client, counters, &packet, to, ledger, permits);
+}
+
+/// Where an accounting answer goes, and when its request arrived.
+pub(super) struct Reply<'r> {
+    pub responder: &'r Arc<dyn Responder>,
+    pub source: SocketAddr,
+    pub now: Instant,
+}
+
+/// The accounting path for a packet from `client` (found by the datagram's source
+/// address, or by a RadSec connection's certificate): Status-Server and
+/// Accounting-Request, answered through `to` once durable.
+pub(super) fn on_accounting(
+    ctx: &Arc<Context>,
+    client: &Client,
+    counters: &ClientCounters,
+    packet: &Packet<'_>,
+    to: Reply<'_>,
+    ledger: &LedgerWriter,
+    permits: &Arc<Semaphore>,
+) {
+    let Reply {
+        responder,
+        source,
+        now,
+    } = to;
+    let packet = *packet;
     let secret = client.secret.as_bytes();
     if packet.code() == Code::StatusServer {
         // RFC 5997 section 3: Status-Server on the accounting port is answered with an
         // Accounting-Response (a proxy's watchdog: FreeRADIUS with
         // `status_check = status-server`).
         if ctx.status_server_authentic(&packet, client, counters, source) {
-            let _ = socket.try_send_to(&status_answer(&packet, secret), source);
+            responder.respond(&status_answer(&packet, secret), source);
         }
         return;
     }
@@ -108,7 +144,7 @@ fn on_datagram(
         }
         Seen::Answered(bytes) => {
             ctx.metrics.retransmit("acct");
-            let _ = socket.try_send_to(&bytes, source);
+            responder.respond(&bytes, source);
             return;
         }
     }
@@ -130,9 +166,9 @@ fn on_datagram(
         return;
     };
     let reply = response(&packet, secret);
-    let (ctx, socket, ledger, client_name) = (
+    let (ctx, responder, ledger, client_name) = (
         ctx.clone(),
-        socket.clone(),
+        responder.clone(),
         ledger.clone(),
         client.name.clone(),
     );
@@ -158,9 +194,7 @@ fn on_datagram(
                 }
                 tracing::debug!(client = %client_name, ?status, ?outcome, "accounting recorded");
                 ctx.acct_cache.complete(key, &reply);
-                if let Err(e) = socket.send_to(&reply, source).await {
-                    tracing::debug!(%source, error = %e, "send_to failed");
-                }
+                responder.respond(&reply, source);
                 ctx.metrics
                     .acct_latency
                     .observe(now.elapsed().as_secs_f64());

@@ -21,41 +21,35 @@ use std::time::Instant;
 const BATCH: usize = 32;
 
 /// What the receive loop does with a datagram.
-pub(super) enum Triage<'s> {
+enum Triage {
     /// Not for us, or not valid: no answer.
     Drop,
     /// Answered without a worker: Status-Server, or a retransmit's cached answer.
     Reply(Vec<u8>),
-    /// A new, authentic Access-Request for a worker (recorded in flight under `key`).
-    Work {
-        client: &'s Client,
-        counters: &'s ClientCounters,
-        key: RequestKey,
-    },
+    /// A new, authentic Access-Request to decide (recorded in flight under `key`).
+    Work { key: RequestKey },
 }
 
-/// First look at a datagram, on the receive loop: everything that needs no I/O.
-pub(super) fn triage<'s>(
+/// First look at an authentic client's packet: everything that needs no I/O.
+fn triage(
     ctx: &Context,
-    settings: &'s Settings,
-    datagram: &[u8],
+    client: &Client,
+    counters: &ClientCounters,
+    packet: &Packet<'_>,
     source: SocketAddr,
     now: Instant,
-) -> Triage<'s> {
-    let Some((client, counters, packet)) = ctx.admit(settings, datagram, source, "auth") else {
-        return Triage::Drop;
-    };
+) -> Triage {
     let secret = client.secret.as_bytes();
     match packet.code() {
         Code::AccessRequest => {}
         Code::StatusServer => {
-            if !ctx.status_server_authentic(&packet, client, counters, source) {
+            if !ctx.status_server_authentic(packet, client, counters, source) {
                 return Triage::Drop;
             }
             let mut b =
                 PacketBuilder::with_message_authenticator(Code::AccessAccept, packet.identifier());
             let _ = b.add(attr::REPLY_MESSAGE, b"pinradius up");
-            protocol::copy_proxy_state(&packet, &mut b);
+            protocol::copy_proxy_state(packet, &mut b);
             return Triage::Reply(b.finish_response(packet.authenticator(), secret));
         }
         other => {
@@ -71,7 +65,7 @@ pub(super) fn triage<'s>(
             return Triage::Drop;
         }
     }
-    match protocol::verify_message_authenticator(&packet, secret, None) {
+    match protocol::verify_message_authenticator(packet, secret, None) {
         Some(true) => {}
         Some(false) => {
             ctx.log_drop(
@@ -103,11 +97,7 @@ pub(super) fn triage<'s>(
         authenticator: *packet.authenticator(),
     };
     match ctx.cache.begin(key, now) {
-        Seen::New => Triage::Work {
-            client,
-            counters,
-            key,
-        },
+        Seen::New => Triage::Work { key },
         Seen::InFlight => {
             ctx.metrics.retransmit("auth");
             Triage::Drop
@@ -218,22 +208,36 @@ pub fn process_auth_datagram(
     datagram: &[u8],
     at: Arrived,
 ) -> Processed {
-    match triage(ctx, settings, datagram, at.source, at.received) {
+    match ctx.admit(settings, datagram, at.source, "auth") {
+        Some((client, counters, _)) => {
+            process_auth_packet(ctx, settings, client, counters, responder, datagram, at)
+        }
+        None => Processed::Nothing,
+    }
+}
+
+/// The auth path for a packet from `client` (found by the datagram's source address,
+/// or by a RadSec connection's certificate): the one entry point of every transport.
+pub fn process_auth_packet(
+    ctx: &Arc<Context>,
+    settings: &Arc<Settings>,
+    client: &Arc<Client>,
+    counters: &ClientCounters,
+    responder: &Arc<dyn Responder>,
+    datagram: &[u8],
+    at: Arrived,
+) -> Processed {
+    let Ok(packet) = protocol::validate(datagram) else {
+        return Processed::Nothing;
+    };
+    match triage(ctx, client, counters, &packet, at.source, at.received) {
         Triage::Drop => Processed::Nothing,
         Triage::Reply(bytes) => Processed::Answer(AuthAnswer {
             bytes,
             decided: false,
         }),
-        Triage::Work {
-            client,
-            counters,
-            key,
-        } => {
+        Triage::Work { key, .. } => {
             counters.access_requests.inc();
-            let Ok(packet) = protocol::validate(datagram) else {
-                ctx.cache.abandon(key);
-                return Processed::Nothing;
-            };
             let request = Request::read(client, packet, at.source);
             match answer_access_request(ctx, settings, client, counters, &request, at.read_point) {
                 Answered::Now(Some(bytes)) => {
@@ -257,6 +261,8 @@ pub fn process_auth_datagram(
                     Deferred {
                         ctx: ctx.clone(),
                         settings: settings.clone(),
+                        client: client.clone(),
+                        counters: counters.clone(),
                         responder: responder.clone(),
                         datagram: datagram.into(),
                         source: at.source,

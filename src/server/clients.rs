@@ -1,4 +1,5 @@
-//! Which NAS sent a datagram: exact addresses and CIDR ranges, most specific first.
+//! Which NAS sent a datagram: exact addresses and CIDR ranges, most specific first;
+//! and which RadSec client a TLS connection is, by its certificate's name.
 
 use crate::config::Client;
 use crate::metrics::{ClientCounters, Metrics};
@@ -16,7 +17,17 @@ impl ClientTable {
     pub fn new(clients: &[Client], metrics: &Metrics) -> Self {
         let mut clients: Vec<_> = clients
             .iter()
-            .map(|c| (Arc::new(c.clone()), metrics.client_counters(&c.name)))
+            .map(|c| {
+                let transport = if c.certificate_name.is_some() {
+                    "radsec"
+                } else {
+                    "udp"
+                };
+                (
+                    Arc::new(c.clone()),
+                    metrics.client_counters(&c.name, transport),
+                )
+            })
             .collect();
         clients.sort_by_key(|(c, _)| std::cmp::Reverse(c.network.prefix_len()));
         Self { clients }
@@ -24,11 +35,31 @@ impl ClientTable {
 
     /// The client for `ip` and its counters; an IPv4-mapped IPv6 source (dual-stack
     /// socket) is matched as the IPv4 address it is.
+    /// RadSec clients are never matched here: a datagram is not a TLS connection.
     pub fn find(&self, ip: IpAddr) -> Option<(&Arc<Client>, &ClientCounters)> {
         let ip = ip.to_canonical();
         self.clients
             .iter()
-            .find(|(c, _)| c.network.contains(&ip))
+            .find(|(c, _)| c.certificate_name.is_none() && c.network.contains(&ip))
+            .map(|(c, counters)| (c, counters))
+    }
+
+    /// The RadSec client whose `certificate_name` is one of `names` (the peer
+    /// certificate's, lower-cased) and whose `address` holds `ip`.
+    pub fn find_radsec(
+        &self,
+        ip: IpAddr,
+        names: &[String],
+    ) -> Option<(&Arc<Client>, &ClientCounters)> {
+        let ip = ip.to_canonical();
+        self.clients
+            .iter()
+            .find(|(c, _)| {
+                c.certificate_name
+                    .as_deref()
+                    .is_some_and(|n| names.iter().any(|m| m == n))
+                    && c.network.contains(&ip)
+            })
             .map(|(c, counters)| (c, counters))
     }
 

@@ -12,6 +12,7 @@ use super::auth::{Outcome, Request, encode_outcome};
 use super::cache::RequestKey;
 use super::{Context, Settings};
 use crate::config::Client;
+use crate::metrics::ClientCounters;
 use crate::model::{Mac, MaskedCode, TokenOwner, TokenUsage};
 use crate::policy::{self, Grant, RejectReason};
 use crate::store::{BatchError, Bind, BindOutcome, LoginWrite, SharedToken, Written};
@@ -28,6 +29,16 @@ pub trait Responder: Send + Sync {
 impl Responder for std::net::UdpSocket {
     fn respond(&self, answer: &[u8], to: SocketAddr) {
         if let Err(e) = self.send_to(answer, to) {
+            tracing::debug!(%to, error = %e, "could not send an answer");
+        }
+    }
+}
+
+/// The accounting socket: never waits (a full send buffer drops the answer, as UDP
+/// may; the NAS retransmits and gets it from the retransmit cache).
+impl Responder for tokio::net::UdpSocket {
+    fn respond(&self, answer: &[u8], to: SocketAddr) {
+        if let Err(e) = self.try_send_to(answer, to) {
             tracing::debug!(%to, error = %e, "could not send an answer");
         }
     }
@@ -168,6 +179,9 @@ fn complete_grant(
 pub(super) struct Deferred {
     pub ctx: Arc<Context>,
     pub settings: Arc<Settings>,
+    /// Who sent it (by address, or by a RadSec connection's certificate).
+    pub client: Arc<Client>,
+    pub counters: ClientCounters,
     pub responder: Arc<dyn Responder>,
     pub datagram: Box<[u8]>,
     pub source: SocketAddr,
@@ -195,6 +209,8 @@ impl Deferred {
         let Deferred {
             ctx,
             settings,
+            client,
+            counters,
             responder,
             datagram,
             source,
@@ -202,14 +218,12 @@ impl Deferred {
             received,
             pending,
         } = self;
-        // The same settings admitted this datagram from this source a moment ago.
-        let (Ok(packet), Some((client, counters))) = (
-            crate::protocol::validate(&datagram),
-            settings.clients.find(source.ip()),
-        ) else {
+        // It was validated a moment ago.
+        let Ok(packet) = crate::protocol::validate(&datagram) else {
             ctx.cache.abandon(key);
             return;
         };
+        let client = &*client;
         let request = Request::read(client, packet, source);
         let (token_id, device) = (pending.token.id, pending.device);
         let outcome = match written {
@@ -228,7 +242,8 @@ impl Deferred {
                 Some(Outcome::Reject(RejectReason::Unavailable))
             }
         };
-        match outcome.and_then(|o| encode_outcome(&ctx, &settings, client, counters, &request, o)) {
+        match outcome.and_then(|o| encode_outcome(&ctx, &settings, client, &counters, &request, o))
+        {
             Some(bytes) => sender(&ctx, responder, key, source, received, bytes)(),
             None => ctx.cache.abandon(key),
         }

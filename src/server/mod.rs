@@ -14,11 +14,14 @@ mod filewatch;
 mod grant;
 mod guard;
 mod holds;
+mod radsec;
 mod ratelog;
 mod reaper;
 
 pub use acct::{record_of, token_from_class};
-pub use auth::{Arrived, AuthAnswer, Processed, class_for_token, process_auth_datagram};
+pub use auth::{
+    Arrived, AuthAnswer, Processed, class_for_token, process_auth_datagram, process_auth_packet,
+};
 pub use cache::{RequestKey, RetransmitCache, Seen};
 pub use clients::ClientTable;
 pub use grant::Responder;
@@ -79,6 +82,9 @@ pub struct Settings {
     pub webhook_secret: Option<crate::config::Secret>,
     /// Bearer tokens of the HTTP API (reloadable like the client secrets).
     pub api_keys: Vec<crate::config::ApiKey>,
+    /// The RadSec listener's TLS configuration (certificates reload with SIGHUP;
+    /// connections open keep the one they started with).
+    pub radsec_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Settings {
@@ -103,6 +109,7 @@ impl Settings {
                 .as_ref()
                 .map(|h| h.api_keys.clone())
                 .unwrap_or_default(),
+            radsec_tls: config.radsec.as_ref().map(|r| r.tls.clone()),
         }
     }
 }
@@ -347,6 +354,8 @@ pub struct Server {
     ledger: LedgerWriter,
     /// The HTTP API and metrics listener and its limits, when `[http]` is configured.
     http: Option<(tokio::net::TcpListener, crate::config::HttpLimits)>,
+    /// The RadSec listener and its limits, when `[radsec]` is configured.
+    radsec: Option<(tokio::net::TcpListener, crate::config::RadsecLimits)>,
 }
 
 impl Server {
@@ -372,6 +381,15 @@ impl Server {
             )),
             None => None,
         };
+        let radsec = match &config.radsec {
+            Some(r) => Some((
+                tokio::net::TcpListener::bind(r.listen).await.map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("radsec.listen = {}: {e}", r.listen))
+                })?,
+                r.limits,
+            )),
+            None => None,
+        };
         let ledger = LedgerWriter::start(&store).map_err(std::io::Error::other)?;
         let context = Arc::new(Context::new(config, store, clock).map_err(std::io::Error::other)?);
         let first = context.clone();
@@ -386,6 +404,7 @@ impl Server {
             acct: Arc::new(acct),
             ledger,
             http,
+            radsec,
         })
     }
 
@@ -400,6 +419,11 @@ impl Server {
     /// The HTTP listener's address, when `[http]` is configured.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
+    /// The RadSec listener's address, when `[radsec]` is configured.
+    pub fn radsec_addr(&self) -> Option<SocketAddr> {
+        self.radsec.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     pub fn context(&self) -> &Arc<Context> {
@@ -443,6 +467,16 @@ impl Server {
                 },
             ))
         });
+        let radsec = self.radsec.map(|(listener, limits)| {
+            tokio::spawn(radsec::serve(
+                listener,
+                self.context.clone(),
+                limits,
+                self.ledger.clone(),
+                permits.clone(),
+                stopped.clone(),
+            ))
+        });
         let halt = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let threads =
             std::thread::available_parallelism().map_or(2, |n| n.get()) + SPARE_AUTH_THREADS;
@@ -464,6 +498,9 @@ impl Server {
         let _ = disconnector.await;
         let _ = sweeper.await;
         let _ = watcher.await;
+        if let Some(radsec) = radsec {
+            let _ = radsec.await;
+        }
         if let Some(http) = http
             && tokio::time::timeout(DRAIN_TIMEOUT, http).await.is_err()
         {

@@ -491,11 +491,11 @@ async fn metrics_count_the_traffic() {
     assert_eq!(s, 200);
     let want = [
         (
-            "pinradius_requests_total{code=\"Access-Request\",client=\"nas\"}",
+            "pinradius_requests_total{code=\"Access-Request\",client=\"nas\",transport=\"udp\"}",
             5.0,
         ),
         (
-            "pinradius_requests_total{code=\"Accounting-Request\",client=\"nas\"}",
+            "pinradius_requests_total{code=\"Accounting-Request\",client=\"nas\",transport=\"udp\"}",
             1.0,
         ),
         ("pinradius_accepts_total{client=\"nas\"}", 4.0),
