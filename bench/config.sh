@@ -16,3 +16,14 @@ require_message_authenticator = true
 ${4:-}
 TOML
 }
+
+# bench_setup NAME: builds the release binary (BIN), makes a work folder (WORK) and
+# arranges for the server the script starts (its pid in SERVER) to be stopped and
+# the folder removed at exit. Run from the repository's root.
+bench_setup() {
+  cargo build --release --quiet
+  BIN=$PWD/target/release/pinradius
+  WORK=$(mktemp -d "/tmp/pinradius-$1.XXXXXX")
+  SERVER=
+  trap 'if [ -n "$SERVER" ]; then kill "$SERVER" 2>/dev/null; fi; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+}

@@ -18,12 +18,7 @@ SECRET=bench-shared-secret-0123456789
 PORT=18140
 cd "$(dirname "$0")/.."
 . bench/config.sh
-cargo build --release --quiet
-BIN=$PWD/target/release/pinradius
-WORK=$(mktemp -d /tmp/pinradius-lock.XXXXXX)
-SERVER=
-cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
+bench_setup lock
 
 bench_config "$WORK/pinradius.toml" "$PORT" "$SECRET"
 "$BIN" --config "$WORK/pinradius.toml" bench seed --tokens "$TOKENS" >/dev/null

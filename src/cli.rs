@@ -156,6 +156,18 @@ pub struct BenchArgs {
     /// Milliseconds after which an unanswered request is counted lost.
     #[arg(long, default_value_t = 1000)]
     pub timeout_ms: u64,
+    /// Over RadSec (RFC 6614) instead of UDP: this NAS certificate (PEM), with
+    /// --tls-key and --tls-ca; one TLS connection, --window requests in flight on it.
+    #[arg(long, requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA that signed the server's certificate.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
+    /// The name the server's certificate must carry (default: the target's address).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_name: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -432,7 +432,18 @@ fn bench(a: &pinradius::cli::BenchArgs, load: pinradius::bench::Load) -> Result<
         timeout: std::time::Duration::from_millis(a.timeout_ms.max(1)),
         rate: a.rate.filter(|r| *r > 0.0),
     };
-    let report = pinradius::bench::run(&options)?;
+    let report = match (&a.tls_cert, &a.tls_key, &a.tls_ca) {
+        (Some(certificate), Some(private_key), Some(ca)) => pinradius::bench::radsec::run(
+            &options,
+            &pinradius::bench::radsec::TlsFiles {
+                certificate: certificate.clone(),
+                private_key: private_key.clone(),
+                ca: ca.clone(),
+                server_name: a.tls_name.clone(),
+            },
+        )?,
+        _ => pinradius::bench::run(&options)?,
+    };
     if a.json {
         println!(
             "{}",

@@ -10,6 +10,7 @@
 //! answers for it.
 
 pub mod guess;
+pub mod radsec;
 
 use crate::protocol::{self, Code, PacketBuilder, attr};
 use crate::server::datagrams::{ReceiveBatch, SendBatch, stamp_arrivals};
@@ -152,7 +153,7 @@ struct Worker {
     rng: u64,
 }
 
-fn build(
+pub(super) fn build(
     o: &BenchOptions,
     id: u8,
     seq: u64,
@@ -444,6 +445,12 @@ pub fn run(o: &BenchOptions) -> std::io::Result<BenchReport> {
         report.lost += r.lost;
         latencies.extend(l);
     }
+    percentiles(&mut report, latencies);
+    Ok(report)
+}
+
+/// Sets the report's latency percentiles from every answer's latency (microseconds).
+fn percentiles(report: &mut BenchReport, mut latencies: Vec<u32>) {
     latencies.sort_unstable();
     let pct = |p: f64| {
         latencies
@@ -454,7 +461,6 @@ pub fn run(o: &BenchOptions) -> std::io::Result<BenchReport> {
     report.p50_us = u64::from(pct(0.50));
     report.p99_us = u64::from(pct(0.99));
     report.p999_us = u64::from(pct(0.999));
-    Ok(report)
 }
 
 /// A bare UDP echo server: the ceiling for any RADIUS server measured with this tool
