@@ -61,12 +61,14 @@ def check_compose():
 def check_dockerfile():
     with open(os.path.join(ROOT, "Dockerfile")) as f:
         text = f.read()
-    stages = dict((name, base) for base, name in re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", text, re.M | re.I))
-    for name in ("runtime", "build", "prebuilt"):
-        if name not in stages:
-            fail(f"Dockerfile: no stage named {name} (found {sorted(stages)})")
-    if "slim" not in stages["runtime"]:
-        fail(f"Dockerfile: runtime image {stages['runtime']} is not a slim image")
+    froms = re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", text, re.M | re.I)
+    stages = dict((name, base) for base, name in froms)
+    if "build" not in stages:
+        fail(f"Dockerfile: no stage named build (found {sorted(stages)})")
+    if stages.get("binary") != "${BINARY}" or not re.search(r"^ARG\s+BINARY=build\b", text, re.M):
+        fail("Dockerfile: the binary must come from `FROM ${BINARY} AS binary` with `ARG BINARY=build`")
+    if "slim" not in froms[-1][0]:
+        fail(f"Dockerfile: runtime image {froms[-1][0]} is not a slim image")
     if not re.search(r"^HEALTHCHECK\s.*probe", text, re.M | re.S):
         fail("Dockerfile: no HEALTHCHECK by `pinradius probe`")
     users = re.findall(r"^USER\s+(\S+)", text, re.M)

@@ -32,10 +32,12 @@ pub enum ProbeError {
 /// Sends a Status-Server to the config's auth port; the round trip when answered.
 pub fn probe(config: &Config, wait: Duration) -> Result<Duration, ProbeError> {
     let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    // As the server matches a datagram: UDP clients only, the most specific first.
     let client = config
         .clients
         .iter()
-        .find(|c| c.network.contains(&loopback))
+        .filter(|c| c.certificate_name.is_none() && c.network.contains(&loopback))
+        .max_by_key(|c| c.network.prefix_len())
         .ok_or_else(|| ProbeError::NoLoopbackClient {
             config: config.path.display().to_string(),
         })?;

@@ -149,14 +149,39 @@ impl Drop for Project {
 }
 
 /// The runtime image from the binary at hand (`PINRADIUS_IMAGE_BINARY`, the release
-/// build `.ci/run` made, else this test's own build), stripped, through the
-/// Dockerfile's `prebuilt` stage: a context of just what that stage copies.
+/// build `.ci/run` made, else this test's own build), stripped: a one-file image holding
+/// it where the Dockerfile's toolchain stage leaves its build, then the Dockerfile
+/// with `--build-arg BINARY=` that image (BuildKit skips the toolchain stage). The
+/// context has just what the Dockerfile copies from it.
 fn build_image(docker: &Path, repo: &Path) -> u64 {
     let binary = std::env::var_os("PINRADIUS_IMAGE_BINARY")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(common::bin()));
+    let holder = tempfile::tempdir().unwrap();
+    let stripped = run(Command::new("strip")
+        .arg("-o")
+        .arg(holder.path().join("pinradius"))
+        .arg(&binary));
+    assert!(stripped.status.success(), "strip: {}", text(&stripped));
+    std::fs::write(
+        holder.path().join("Dockerfile"),
+        "FROM scratch\nCOPY pinradius /src/target/release/pinradius\n",
+    )
+    .unwrap();
+    let buildkit = |args: &[&str], context: &Path| {
+        let built = run(Command::new(docker)
+            .env("DOCKER_BUILDKIT", "1")
+            .args(["build", "-q"])
+            .args(args)
+            .arg(context));
+        assert!(
+            built.status.success(),
+            "docker build {args:?}: {}",
+            text(&built)
+        );
+    };
+    buildkit(&["-t", "pinradius-test-binary"], holder.path());
     let context = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(context.path().join("target/docker")).unwrap();
     std::fs::create_dir_all(context.path().join("config")).unwrap();
     std::fs::copy(repo.join("Dockerfile"), context.path().join("Dockerfile")).unwrap();
     std::fs::copy(
@@ -164,23 +189,15 @@ fn build_image(docker: &Path, repo: &Path) -> u64 {
         context.path().join("config/docker.toml"),
     )
     .unwrap();
-    let stripped = run(Command::new("strip")
-        .arg("-o")
-        .arg(context.path().join("target/docker/pinradius"))
-        .arg(&binary));
-    assert!(stripped.status.success(), "strip: {}", text(&stripped));
-    let built = run(Command::new(docker)
-        .env("DOCKER_BUILDKIT", "1")
-        .args([
-            "build",
-            "-q",
-            "--target",
-            "prebuilt",
+    buildkit(
+        &[
+            "--build-arg",
+            "BINARY=pinradius-test-binary",
             "-t",
             "pinradius:latest",
-        ])
-        .arg(context.path()));
-    assert!(built.status.success(), "docker build: {}", text(&built));
+        ],
+        context.path(),
+    );
     let size = stdout(&run(Command::new(docker).args([
         "image",
         "inspect",
@@ -189,6 +206,26 @@ fn build_image(docker: &Path, repo: &Path) -> u64 {
         "pinradius:latest",
     ])));
     size.trim().parse().unwrap()
+}
+
+/// Containers of earlier runs of this test that were not taken down (a run killed by a
+/// timeout): they would hold the published ports.
+fn remove_stale_projects(docker: &Path) {
+    let listed = stdout(&run(Command::new(docker).args([
+        "ps",
+        "-aq",
+        "--filter",
+        "label=com.docker.compose.project",
+        "--format",
+        "{{.ID}} {{.Label \"com.docker.compose.project\"}}",
+    ])));
+    for line in listed.lines() {
+        if let Some((id, project)) = line.split_once(' ')
+            && project.starts_with("pinradius-test-")
+        {
+            let _ = run(Command::new(docker).args(["rm", "-f", "-v", id]));
+        }
+    }
 }
 
 #[test]
@@ -200,6 +237,7 @@ fn the_image_passes_the_compose_smoke_test_keeps_its_data_and_stops_cleanly() {
         base.status.success(),
         "no debian:bookworm-slim image: .ci/run makes one with debootstrap (Docker Hub is out of reach here)"
     );
+    remove_stale_projects(&docker);
     let size = build_image(&docker, &repo);
     eprintln!("image pinradius:latest: {} MB", size / 1_000_000);
     let project = Project {

@@ -77,8 +77,10 @@ pub struct ClientSection {
     #[serde(default)]
     pub certificate_name: Option<String>,
     pub business_id: i64,
-    #[serde(default = "yes")]
-    pub require_message_authenticator: bool,
+    /// Default: true over UDP (BlastRADIUS); false for a RadSec client, whose
+    /// packets TLS already protects (RFC 6614 NASes often send none).
+    #[serde(default)]
+    pub require_message_authenticator: Option<bool>,
     #[serde(default)]
     pub password_mode: PasswordMode,
     /// Reply attributes for this client only; they override `[reply.attributes]`.
@@ -288,7 +290,9 @@ pub(super) fn validate_clients(
             network,
             secret,
             business_id: c.business_id,
-            require_message_authenticator: c.require_message_authenticator,
+            require_message_authenticator: c
+                .require_message_authenticator
+                .unwrap_or(certificate_name.is_none()),
             password_mode: c.password_mode,
             reply_attributes: merged.into_values().collect(),
             coa_port: u16::try_from(c.coa_port)

@@ -294,7 +294,7 @@ impl Config {
                     c.secret.len()
                 ));
             }
-            if !c.require_message_authenticator {
+            if !c.require_message_authenticator && c.certificate_name.is_none() {
                 w.push(format!(
                     "client {:?}: require_message_authenticator = false leaves it open to BlastRADIUS (CVE-2024-3596)",
                     c.name

@@ -86,69 +86,81 @@ async fn disconnect(ctx: &Arc<Context>, row: DisconnectRow) {
         .clients
         .by_name(&row.client)
         .map(|c| (c.clone(), nas_address(c, &row)));
-    let (result, label, session_over): (String, &'static str, bool) =
-        if !settings.disconnect.enabled {
-            ("disabled".into(), "disabled", false)
-        } else if blocking(ctx, {
-            let id = row.session_id;
-            move |s| s.session_stopped_by_nas(id)
-        })
-        .await
-        .unwrap_or(false)
-        {
-            ("already_stopped".into(), "already_stopped", false)
-        } else {
-            match target {
-                None => (
-                    format!(
-                        "no_address: client {:?} is no longer configured",
-                        row.client
-                    ),
-                    "no_address",
-                    false,
+    let (result, label, session_over): (String, &'static str, bool) = if !settings
+        .disconnect
+        .enabled
+    {
+        ("disabled".into(), "disabled", false)
+    } else if blocking(ctx, {
+        let id = row.session_id;
+        move |s| s.session_stopped_by_nas(id)
+    })
+    .await
+    .unwrap_or(false)
+    {
+        ("already_stopped".into(), "already_stopped", false)
+    } else {
+        match target {
+            None => (
+                format!(
+                    "no_address: client {:?} is no longer configured",
+                    row.client
                 ),
-                Some((_, None)) => (
-                    format!(
-                        "no_address: client {:?} is a network and the NAS address is unknown",
-                        row.client
-                    ),
-                    "no_address",
-                    false,
+                "no_address",
+                false,
+            ),
+            // RFC 5176 over UDP with RadSec's public secret would be forgeable by
+            // anyone: a RadSec NAS's sessions are not disconnected that way.
+            Some((client, _)) if client.certificate_name.is_some() => (
+                format!(
+                    "not_sent: client {:?} is a RadSec client; Disconnect-Request over UDP with the public secret \"radsec\" is not sent",
+                    row.client
                 ),
-                Some((client, Some(ip))) => {
-                    let to = SocketAddr::new(ip, client.coa_port);
-                    let request = disconnect_request(&row, &client);
-                    match send(
-                        &request,
-                        to,
-                        &client,
-                        settings.disconnect.timeout,
-                        settings.disconnect.attempts,
-                    )
-                    .await
-                    {
-                        Ok(Answer::Ack) => (format!("ack from {to}"), "ack", true),
-                        Ok(Answer::Nak(cause)) => (
-                            format!(
-                                "nak from {to}: {}",
-                                cause.map_or("no Error-Cause".into(), error_cause_text)
-                            ),
-                            "nak",
-                            cause == Some(SESSION_CONTEXT_NOT_FOUND),
+                "radsec_client",
+                false,
+            ),
+            Some((_, None)) => (
+                format!(
+                    "no_address: client {:?} is a network and the NAS address is unknown",
+                    row.client
+                ),
+                "no_address",
+                false,
+            ),
+            Some((client, Some(ip))) => {
+                let to = SocketAddr::new(ip, client.coa_port);
+                let request = disconnect_request(&row, &client);
+                match send(
+                    &request,
+                    to,
+                    &client,
+                    settings.disconnect.timeout,
+                    settings.disconnect.attempts,
+                )
+                .await
+                {
+                    Ok(Answer::Ack) => (format!("ack from {to}"), "ack", true),
+                    Ok(Answer::Nak(cause)) => (
+                        format!(
+                            "nak from {to}: {}",
+                            cause.map_or("no Error-Cause".into(), error_cause_text)
                         ),
-                        Ok(Answer::Timeout) => (
-                            format!(
-                                "timeout: no answer from {to} after {} attempt(s)",
-                                settings.disconnect.attempts
-                            ),
-                            "timeout",
-                            false,
+                        "nak",
+                        cause == Some(SESSION_CONTEXT_NOT_FOUND),
+                    ),
+                    Ok(Answer::Timeout) => (
+                        format!(
+                            "timeout: no answer from {to} after {} attempt(s)",
+                            settings.disconnect.attempts
                         ),
-                        Err(e) => (format!("error: {e}"), "error", false),
-                    }
+                        "timeout",
+                        false,
+                    ),
+                    Err(e) => (format!("error: {e}"), "error", false),
                 }
             }
-        };
+        }
+    };
     let user = row
         .user_name
         .as_deref()

@@ -123,7 +123,12 @@ pub struct Context {
     settings: RwLock<Arc<Settings>>,
     /// What the running sockets and database were opened with: a reload that changes
     /// these is told that they need a restart.
-    started_with: (SocketAddr, SocketAddr, std::path::PathBuf),
+    started_with: (
+        SocketAddr,
+        SocketAddr,
+        std::path::PathBuf,
+        Option<SocketAddr>,
+    ),
     /// Answers replayed to retransmits (RFC 5080).
     pub cache: RetransmitCache,
     /// The same for Accounting-Requests.
@@ -167,6 +172,7 @@ impl Context {
                 config.auth_listen,
                 config.acct_listen,
                 config.database.clone(),
+                config.radsec.as_ref().map(|r| r.listen),
             ),
             cache: RetransmitCache::new(
                 Duration::from_secs(config.retransmit_cache_seconds),
@@ -240,10 +246,17 @@ impl Context {
     /// they started with. Listen addresses and the database cannot change without a
     /// restart; such changes are logged and ignored.
     pub fn reload(&self, config: &Config) {
-        let (auth, acct, db) = &self.started_with;
-        if (config.auth_listen, config.acct_listen, &config.database) != (*auth, *acct, db) {
+        let (auth, acct, db, radsec) = &self.started_with;
+        let radsec_now = config.radsec.as_ref().map(|r| r.listen);
+        if (
+            config.auth_listen,
+            config.acct_listen,
+            &config.database,
+            radsec_now,
+        ) != (*auth, *acct, db, *radsec)
+        {
             tracing::warn!(
-                "reload: listen addresses and database take effect only after a restart"
+                "reload: listen addresses (radsec.listen too, or adding or removing [radsec]) and the database take effect only after a restart"
             );
         }
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) =

@@ -19,6 +19,7 @@ use crate::protocol::{self, Code};
 use crate::store::LedgerWriter;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -28,13 +29,23 @@ use tokio::sync::{Semaphore, mpsc, watch};
 /// is not keeping up (its NAS is not reading) and it is closed.
 const ANSWERS_QUEUED: usize = 1024;
 
+/// Access-Requests of one connection being decided at once, at most.
+const MAX_IN_FLIGHT: usize = 256;
+/// How long a closing connection's answers may take to go out.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Sends a connection's answers to its writer task.
-struct Connection(mpsc::Sender<Vec<u8>>);
+struct Connection {
+    answers: mpsc::Sender<Vec<u8>>,
+    /// Set when the queue was full: the reader then closes the connection.
+    overflow: Arc<AtomicBool>,
+}
 
 impl Responder for Connection {
     fn respond(&self, answer: &[u8], _to: SocketAddr) {
-        // Full: the writer closes the connection (see `ANSWERS_QUEUED`).
-        let _ = self.0.try_send(answer.to_vec());
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.answers.try_send(answer.to_vec()) {
+            self.overflow.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -105,8 +116,7 @@ async fn connection(
     mut stopped: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let settings = ctx.settings();
-    let Some(tls) = settings.radsec_tls.clone() else {
+    let Some(tls) = ctx.settings().radsec_tls.clone() else {
         return;
     };
     // The handshake, within its time and among at most max_handshakes at once.
@@ -133,7 +143,8 @@ async fn connection(
         .and_then(|chain| chain.first())
         .map(|leaf| certificate_names(leaf))
         .unwrap_or_default();
-    let Some((client, counters)) = settings.clients.find_radsec(peer.ip(), &names) else {
+    let settings = ctx.settings();
+    let Some((client, _)) = settings.clients.find_radsec(peer.ip(), &names) else {
         ctx.metrics.radsec_connection("unknown_client");
         ctx.log_drop(
             "radsec_unknown_client",
@@ -145,21 +156,28 @@ async fn connection(
         );
         return;
     };
-    let (client, counters) = (client.clone(), counters.clone());
+    let client_name = client.name.clone();
     ctx.metrics.radsec_connection("accepted");
-    tracing::info!(client = %client.name, %peer, "RadSec connection");
+    tracing::info!(client = %client_name, %peer, "RadSec connection");
     let (mut reader, mut writer) = tokio::io::split(stream);
     let (answers, mut queued) = mpsc::channel::<Vec<u8>>(ANSWERS_QUEUED);
-    let responder: Arc<dyn Responder> = Arc::new(Connection(answers));
-    let write = async {
+    let overflow = Arc::new(AtomicBool::new(false));
+    let responder: Arc<dyn Responder> = Arc::new(Connection {
+        answers,
+        overflow: overflow.clone(),
+    });
+    // The writer outlives the reader: answers decided after the NAS stopped sending
+    // (first logins waiting for their writes, records being committed) still go out.
+    let writer = tokio::spawn(async move {
         while let Some(answer) = queued.recv().await {
             if writer.write_all(&answer).await.is_err() {
-                break;
+                return;
             }
         }
         let _ = writer.shutdown().await;
-    };
-    let read = async {
+    });
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let why = async {
         let mut buf = vec![0u8; protocol::MAX_PACKET_LEN];
         loop {
             let header = tokio::select! {
@@ -175,15 +193,29 @@ async fn connection(
             if !(protocol::HEADER_LEN..=protocol::MAX_PACKET_LEN).contains(&len) {
                 return "a packet Length out of range";
             }
-            if reader.read_exact(&mut buf[4..len]).await.is_err() {
-                return "closed mid-packet";
+            let body = reader.read_exact(&mut buf[4..len]);
+            if !matches!(tokio::time::timeout(limits.idle_timeout, body).await, Ok(Ok(_))) {
+                return "closed or stalled mid-packet";
             }
             let Ok(packet) = protocol::validate(&buf[..len]) else {
                 return "a malformed packet";
             };
+            if overflow.load(Ordering::Relaxed) {
+                return "its answers are not being read";
+            }
+            // The settings now (a reload may have changed or removed this client).
+            let settings = ctx.settings();
+            let Some((client, counters)) = settings.clients.find_radsec(peer.ip(), &names) else {
+                return "its client is no longer configured";
+            };
             let now = Instant::now();
             match packet.code() {
                 Code::AccessRequest | Code::StatusServer => {
+                    // At most MAX_IN_FLIGHT decisions of this connection at once: past
+                    // that, reading waits (TCP pushes back on the NAS).
+                    let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                        return "shutting down";
+                    };
                     let (ctx, settings, client, counters, responder) = (
                         ctx.clone(),
                         settings.clone(),
@@ -209,6 +241,7 @@ async fn connection(
                                     .observe(now.elapsed().as_secs_f64());
                             }
                         }
+                        drop(permit);
                     });
                 }
                 Code::AccountingRequest => {
@@ -217,7 +250,7 @@ async fn connection(
                         source: peer,
                         now,
                     };
-                    on_accounting(&ctx, &client, &counters, &packet, to, &ledger, &permits);
+                    on_accounting(&ctx, client, counters, &packet, to, &ledger, &permits);
                 }
                 other => ctx.log_drop(
                     "unexpected_code",
@@ -230,12 +263,18 @@ async fn connection(
                 ),
             }
         }
-    };
-    let why = tokio::select! {
-        why = read => why,
-        () = write => "its answers could not be written",
-    };
-    tracing::debug!(client = %client.name, %peer, "RadSec connection ended: {why}");
+    }
+    .await;
+    drop(responder);
+    let mut writer = writer;
+    tokio::select! {
+        _ = &mut writer => {}
+        () = tokio::time::sleep(DRAIN) => {
+            writer.abort();
+            tracing::debug!(client = %client_name, %peer, "RadSec answers still queued after {DRAIN:?}; closed");
+        }
+    }
+    tracing::debug!(client = %client_name, %peer, "RadSec connection ended: {why}");
 }
 
 /// Resolves when the server is stopping (the guard `wait_for` returns is dropped
