@@ -125,6 +125,11 @@ fn radsec_config(dir: &Path, port: u16, extra: &str) -> std::path::PathBuf {
 /// A rustls client with the certificate `name` from `certs`: connects, sends one
 /// Status-Server (secret "radsec") and returns whether a verified answer came.
 fn status_over_tls(certs: &Path, name: &str, port: u16) -> bool {
+    status_over_tls_signed(certs, name, port, b"radsec")
+}
+
+/// The same, the Status-Server signed with `secret`.
+fn status_over_tls_signed(certs: &Path, name: &str, port: u16, secret: &[u8]) -> bool {
     use pinradius::protocol::{self, Code, PacketBuilder};
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -153,7 +158,7 @@ fn status_over_tls(certs: &Path, name: &str, port: u16) -> bool {
     let mut tls = rustls::StreamOwned::new(conn, sock);
     let authenticator = [7u8; 16];
     let request = PacketBuilder::with_message_authenticator(Code::StatusServer, 9)
-        .finish_request(&authenticator, b"radsec");
+        .finish_request(&authenticator, secret);
     if tls.write_all(&request).is_err() {
         return false;
     }

@@ -15,7 +15,8 @@ mod visitors;
 
 pub use accounting::AccountingSection;
 pub use clients::{
-    AttributeValue, Client, ClientSection, PasswordMode, Secret, parse_client_address,
+    AttributeValue, Client, ClientSection, PasswordMode, RADSEC_SECRET, Secret,
+    parse_client_address,
 };
 pub use disconnect::{DisconnectSection, DisconnectSettings};
 pub use http::{ApiKey, ApiKeySection, HttpConfig, HttpLimits, HttpSection, Role};

@@ -200,6 +200,17 @@ async fn connection(
             let Ok(packet) = protocol::validate(&buf[..len]) else {
                 return "a malformed packet";
             };
+            // RFC 6613 section 2.6.4: over TCP a packet UDP would silently discard for a
+            // failed authenticator closes the connection (the NAS would otherwise wait
+            // for an answer on it forever).
+            let secret = crate::config::RADSEC_SECRET.as_bytes();
+            let authentic = match packet.code() {
+                Code::AccountingRequest => protocol::verify_accounting_request(&packet, secret),
+                _ => protocol::verify_message_authenticator(&packet, secret, None) != Some(false),
+            };
+            if !authentic {
+                return "a packet whose authenticator does not verify";
+            }
             if overflow.load(Ordering::Relaxed) {
                 return "its answers are not being read";
             }
