@@ -359,7 +359,7 @@ mod tests {
     fn class_round_trips() {
         let uid = "0123456789abcdef0123456789abcdef";
         assert_eq!(
-            token_from_class(super::super::auth::class_for_token(uid).as_bytes()),
+            token_from_class(super::super::answer::class_for_token(uid).as_bytes()),
             Some(TokenRef::Uid(uid.into()))
         );
         assert_eq!(

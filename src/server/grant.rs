@@ -8,7 +8,7 @@
 //! the answer, records it for retransmits and sends it. A returning device's login
 //! needs no write and is answered at once, whatever the writer is waiting for.
 
-use super::auth::{Outcome, Request, encode_outcome};
+use super::answer::{Outcome, Request, encode_outcome};
 use super::cache::RequestKey;
 use super::{Context, Settings};
 use crate::config::Client;

@@ -5,6 +5,7 @@
 //! bounded rate; the loop itself never stops on an error.
 
 mod acct;
+mod answer;
 mod auth;
 mod cache;
 mod clients;
@@ -19,9 +20,8 @@ mod ratelog;
 mod reaper;
 
 pub use acct::{record_of, token_from_class};
-pub use auth::{
-    Arrived, AuthAnswer, Processed, class_for_token, process_auth_datagram, process_auth_packet,
-};
+pub use answer::class_for_token;
+pub use auth::{Arrived, AuthAnswer, Processed, process_auth_datagram, process_auth_packet};
 pub use cache::{RequestKey, RetransmitCache, Seen};
 pub use clients::ClientTable;
 pub use grant::Responder;
