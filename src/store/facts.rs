@@ -5,7 +5,7 @@ use super::tokens::{TOKEN_COLUMNS, TokenRow};
 use super::{ReadPoint, Store, StoreError, ms};
 use crate::model::{AccessToken, Mac, TokenOwner, TokenUsage};
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 /// Result of [`Store::bind_device`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,8 +123,10 @@ impl Store {
     /// Binds `mac` to the token unless `device_limit` distinct devices are already
     /// bound. Count and insert happen in one `BEGIN IMMEDIATE` transaction, so of
     /// several devices racing for the last place exactly one wins, across threads and
-    /// processes alike. (The server binds through its login writer, [`super::LoginWriter`],
-    /// with the same [`bind`] in a group commit.)
+    /// processes alike. The server binds through its login writer
+    /// ([`super::LoginWriter`]) with the same [`bind`] in a group commit; this one
+    /// transaction is how the tests write as another process would.
+    #[cfg(test)]
     pub fn bind_device(
         &self,
         token_id: i64,
@@ -134,7 +136,7 @@ impl Store {
     ) -> Result<BindOutcome, StoreError> {
         self.with_conn(|conn| {
             let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(|e| self.sql(e))?;
             let outcome = bind(&tx, token_id, mac, device_limit, now).map_err(|e| self.sql(e))?;
             tx.commit().map_err(|e| self.sql(e))?;

@@ -42,11 +42,6 @@ fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<LockoutRow>> {
 const COLUMNS: &str = "scope, subject, lockouts, locked_until, client, updated_at";
 
 impl Store {
-    /// Records that a subject is locked until `locked_until` (its `lockouts`-th time).
-    pub fn save_lockout(&self, row: &LockoutRow) -> Result<(), StoreError> {
-        self.with_conn(|conn| upsert(conn, row).map_err(|e| self.sql(e)))
-    }
-
     pub fn lockout(
         &self,
         scope: LockScope,
@@ -98,7 +93,8 @@ impl Store {
     }
 }
 
-/// Writes a lock row (one per scope and subject).
+/// Records that a subject is locked until `locked_until` (its `lockouts`-th time): one
+/// row per scope and subject, written by the login writer.
 pub(super) fn upsert(conn: &rusqlite::Connection, row: &LockoutRow) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO guard_locks (scope, subject, lockouts, locked_until, client, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \

@@ -172,17 +172,6 @@ impl Store {
         })
     }
 
-    /// Checks a visitor in at `now` unless already checked in (the first accepted Wi-Fi
-    /// login); returns the arrival in force afterwards, so a racing second login uses
-    /// the first one's arrival.
-    pub fn check_in_on_login(
-        &self,
-        visitor_id: i64,
-        now: DateTime<Utc>,
-    ) -> Result<DateTime<Utc>, StoreError> {
-        self.write(|tx| Ok(check_in(tx, visitor_id, now)?))
-    }
-
     /// Deletes a visitor and the visitor's tokens (they stop working at once).
     /// Returns false when there was no such visitor.
     pub fn delete_visitor(&self, guid: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -333,8 +322,9 @@ pub(super) fn queue_customer_disconnects(
     Ok(())
 }
 
-/// Sets a visitor's arrival to `now` unless one is recorded; returns the arrival that
-/// stands (another login may have won the race).
+/// Checks a visitor in at `now` (their first accepted Wi-Fi login, through the login
+/// writer) unless an arrival is recorded; returns the arrival that stands, so a racing
+/// second login uses the first one's.
 pub(super) fn check_in(
     conn: &Connection,
     visitor_id: i64,
