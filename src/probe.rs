@@ -32,12 +32,10 @@ pub enum ProbeError {
 /// Sends a Status-Server to the config's auth port; the round trip when answered.
 pub fn probe(config: &Config, wait: Duration) -> Result<Duration, ProbeError> {
     let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    // As the server matches a datagram: UDP clients only, the most specific first.
-    let client = config
-        .clients
-        .iter()
-        .filter(|c| c.certificate_name.is_none() && c.network.contains(&loopback))
-        .max_by_key(|c| c.network.prefix_len())
+    // The client the server would match a datagram from 127.0.0.1 to: its own table.
+    let clients = crate::server::ClientTable::new(&config.clients, &crate::metrics::Metrics::new());
+    let (client, _) = clients
+        .find(loopback)
         .ok_or_else(|| ProbeError::NoLoopbackClient {
             config: config.path.display().to_string(),
         })?;
