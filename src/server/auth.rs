@@ -210,8 +210,8 @@ pub fn process_auth_datagram(
     at: Arrived,
 ) -> Processed {
     match ctx.admit(settings, datagram, at.source, "auth") {
-        Some((client, counters, _)) => {
-            process_auth_packet(ctx, settings, client, counters, responder, datagram, at)
+        Some((client, counters, packet)) => {
+            process_auth_packet(ctx, settings, client, counters, responder, packet, at)
         }
         None => Processed::Nothing,
     }
@@ -225,12 +225,9 @@ pub fn process_auth_packet(
     client: &Arc<Client>,
     counters: &ClientCounters,
     responder: &Arc<dyn Responder>,
-    datagram: &[u8],
+    packet: Packet<'_>,
     at: Arrived,
 ) -> Processed {
-    let Ok(packet) = protocol::validate(datagram) else {
-        return Processed::Nothing;
-    };
     match triage(ctx, client, counters, &packet, at.source, at.received) {
         Triage::Drop => Processed::Nothing,
         Triage::Reply(bytes) => Processed::Answer(AuthAnswer {
@@ -265,7 +262,7 @@ pub fn process_auth_packet(
                         client: client.clone(),
                         counters: counters.clone(),
                         responder: responder.clone(),
-                        datagram: datagram.into(),
+                        datagram: packet.bytes().into(),
                         source: at.source,
                         key,
                         received: at.received,

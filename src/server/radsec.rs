@@ -242,8 +242,12 @@ async fn connection(
                             received: now,
                             read_point: ctx.store.read_point(),
                         };
+                        // The reader validated these bytes; they moved here with the work.
+                        let Ok(packet) = protocol::validate(&datagram) else {
+                            return;
+                        };
                         if let Processed::Answer(a) = process_auth_packet(
-                            &ctx, &settings, &client, &counters, &responder, &datagram, at,
+                            &ctx, &settings, &client, &counters, &responder, packet, at,
                         ) {
                             responder.respond(&a.bytes, peer);
                             if a.decided {
