@@ -86,7 +86,7 @@ fn run(cli: Cli) -> Result<()> {
     let config = Config::load(&cli.config)?;
     match cli.command {
         Command::CheckConfig => {
-            let database = pinradius::store::health::check_path(&config.database)
+            let database = Store::check_database(&config.database)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", cli.config.display()))?;
             for w in config.warnings().into_iter().chain(database) {
                 println!("warning: {w}");
@@ -95,7 +95,7 @@ fn run(cli: Cli) -> Result<()> {
                 "{}: OK ({} client(s), database {})",
                 cli.config.display(),
                 config.clients.len(),
-                config.database.display()
+                config.database
             );
             Ok(())
         }
@@ -111,8 +111,8 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Db(DbCommand::Init) => {
-            let existed = config.database.exists();
-            Store::open(&config.database)?;
+            let existed = config.database.file().is_none_or(std::path::Path::exists);
+            Store::open_database(&config.database)?;
             println!(
                 "{} {}",
                 if existed {
@@ -120,7 +120,7 @@ fn run(cli: Cli) -> Result<()> {
                 } else {
                     "created database"
                 },
-                config.database.display()
+                config.database
             );
             Ok(())
         }
@@ -130,7 +130,7 @@ fn run(cli: Cli) -> Result<()> {
             business_id,
             minutes,
         }) => {
-            let store = Store::open(&config.database)?;
+            let store = Store::open_database(&config.database)?;
             let started = std::time::Instant::now();
             let n = store.seed_tokens(&prefix, tokens, business_id, minutes, chrono::Utc::now())?;
             println!(
@@ -141,7 +141,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(_) => unreachable!("handled before the config is read"),
         Command::Sync(cmd) => {
-            let store = Arc::new(Store::open_existing(&config.database)?);
+            let store = Arc::new(Store::open_existing_database(&config.database)?);
             match cmd {
                 SyncCommand::Status { json } => {
                     print!("{}", commands::sync::status(&store, json)?);
@@ -162,7 +162,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Lockout(cmd) => {
-            let store = Store::open_existing(&config.database)?;
+            let store = Store::open_existing_database(&config.database)?;
             let now = chrono::Utc::now();
             let out = match cmd {
                 LockoutCommand::List { json, all } => {
@@ -193,7 +193,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Session(cmd) => {
-            let store = Store::open_existing(&config.database)?;
+            let store = Store::open_existing_database(&config.database)?;
             let out = match cmd {
                 SessionCommand::List { json, open } => sessions::list(&store, open, json)?,
                 SessionCommand::Close { id } => sessions::close(&store, &id, chrono::Utc::now())?,
@@ -205,7 +205,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Visitor(cmd) => {
-            let store = Store::open_existing(&config.database)?;
+            let store = Store::open_existing_database(&config.database)?;
             print!(
                 "{}",
                 visitor_command(&config, &store, *cmd, chrono::Utc::now())?
@@ -213,7 +213,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Customer(cmd) => {
-            let store = Store::open_existing(&config.database)?;
+            let store = Store::open_existing_database(&config.database)?;
             print!(
                 "{}",
                 customer_command(&config, &store, *cmd, chrono::Utc::now())?
@@ -222,7 +222,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Token(cmd) => {
             let cmd = *cmd;
-            let store = Store::open_existing(&config.database)?;
+            let store = Store::open_existing_database(&config.database)?;
             let now = chrono::Utc::now();
             let out = match cmd {
                 TokenCommand::Create(a) => {
@@ -496,7 +496,7 @@ fn serve(config: Config) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let store = Arc::new(Store::open(&config.database)?);
+        let store = Arc::new(Store::open_database(&config.database)?);
         let server = Server::bind(&config, store, Arc::new(SystemClock))
             .await
             .with_context(|| {
@@ -532,7 +532,7 @@ fn serve(config: Config) -> Result<()> {
         let radsec = server
             .radsec_addr()
             .map_or_else(|| "off".to_string(), |a| a.to_string());
-        tracing::info!(auth = %server.auth_addr()?, acct = %server.acct_addr()?, http = %http, radsec = %radsec, database = %config.database.display(), clients = config.clients.len(), sync = config.nexudus.is_some(), "pinradius listening");
+        tracing::info!(auth = %server.auth_addr()?, acct = %server.acct_addr()?, http = %http, radsec = %radsec, database = %config.database, clients = config.clients.len(), sync = config.nexudus.is_some(), "pinradius listening");
         server
             .run(async move {
                 tokio::select! {

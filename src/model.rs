@@ -342,6 +342,54 @@ pub struct TokenUsage {
     pub live_seconds_elsewhere: u64,
 }
 
+/// Where the store keeps its data (`[server] database`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// An SQLite file (one server; the default).
+    File(std::path::PathBuf),
+    /// A PostgreSQL database shared by several servers: a `postgres://` URL, with
+    /// the password from the URL, from `password_file`, or from `PGPASSWORD`.
+    Postgres {
+        url: String,
+        password_file: Option<std::path::PathBuf>,
+    },
+}
+
+impl Database {
+    /// The SQLite file, if the data is in one.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        match self {
+            Database::File(p) => Some(p),
+            Database::Postgres { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for Database {
+    /// The file, or the URL without its password (logs and messages).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Database::File(p) => write!(f, "{}", p.display()),
+            Database::Postgres { url, .. } => f.write_str(&without_password(url)),
+        }
+    }
+}
+
+/// `url` with the password of its user part (`user:password@`) replaced by `***`.
+pub fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{scheme}://{name}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,5 +477,18 @@ mod tests {
             "a\\x0ab\\x0dc\\x1b[31m\\\\\\u{e9}"
         );
         assert_eq!(LogSafe("AA:BB:cc-01 x").to_string(), "AA:BB:cc-01 x");
+    }
+
+    #[test]
+    fn a_database_url_is_shown_without_its_password() {
+        assert_eq!(
+            without_password("postgres://radius:s3cr@t@db.example:5432/pin?sslmode=disable"),
+            "postgres://radius:***@db.example:5432/pin?sslmode=disable"
+        );
+        assert_eq!(
+            without_password("postgres://radius@db/pin"),
+            "postgres://radius@db/pin"
+        );
+        assert_eq!(without_password("postgres:///pin"), "postgres:///pin");
     }
 }

@@ -11,9 +11,15 @@
 //! The model is plain maps: per token, the most time delivered for each of the NAS's
 //! sessions (every second counted exactly once), and which sessions are open. After
 //! every step the store's used seconds and open sessions per token must equal it.
+//!
+//! Every case runs on SQLite (in memory) and, when `PINRADIUS_TEST_POSTGRES` names a
+//! server (as for the store's unit tests), on PostgreSQL in a schema of its own.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use pinradius::model::NewAccessToken;
+#[path = "common/pg.rs"]
+mod pg;
+
+use pinradius::model::{Database, NewAccessToken};
 use pinradius::protocol::{self, Code, PacketBuilder, attr};
 use pinradius::server::record_of;
 use pinradius::store::{AcctOutcome, Store};
@@ -113,6 +119,8 @@ struct Entry {
 
 struct Sim {
     store: Store,
+    /// Which backend, for failure messages.
+    backend: &'static str,
     now: DateTime<Utc>,
     /// Per NAS, its sessions in progress (with their session number).
     open: [Vec<(u64, NasSession)>; 2],
@@ -142,13 +150,47 @@ fn create(store: &Store, code: &str) -> (i64, String) {
     (id, store.token_by_id(id).unwrap().unwrap().uid)
 }
 
+/// A fresh database of one backend; a PostgreSQL schema is dropped with it.
+struct Fresh {
+    backend: &'static str,
+    _schema: Option<pg::Schema>,
+}
+
+impl Fresh {
+    /// A fresh database on each backend available (SQLite always).
+    fn each() -> Vec<(Fresh, Store)> {
+        let mut out = vec![(
+            Fresh {
+                backend: "sqlite",
+                _schema: None,
+            },
+            Store::open_in_memory().unwrap(),
+        )];
+        if let Some(schema) = pg::Schema::new() {
+            let store = Store::open_database(&Database::Postgres {
+                url: schema.url.clone(),
+                password_file: None,
+            })
+            .unwrap();
+            out.push((
+                Fresh {
+                    backend: "postgres",
+                    _schema: Some(schema),
+                },
+                store,
+            ));
+        }
+        out
+    }
+}
+
 impl Sim {
-    fn new() -> Sim {
-        let store = Store::open_in_memory().unwrap();
+    fn new(store: Store, backend: &'static str) -> Sim {
         let a = create(&store, CODES[0]);
         let b = create(&store, CODES[1]);
         Sim {
             store,
+            backend,
             now: t0(),
             open: [Vec::new(), Vec::new()],
             free_sids: [vec![0, 1, 2], vec![0, 1, 2]],
@@ -370,8 +412,20 @@ impl Sim {
                 .unwrap()
                 .used_seconds;
             let open_here = open.iter().filter(|s| s.token_id == *id).count();
-            prop_assert_eq!(used, want_used, "used seconds of token {}", token);
-            prop_assert_eq!(open_here, want_open, "open sessions of token {}", token);
+            prop_assert_eq!(
+                used,
+                want_used,
+                "{}: used seconds of token {}",
+                self.backend,
+                token
+            );
+            prop_assert_eq!(
+                open_here,
+                want_open,
+                "{}: open sessions of token {}",
+                self.backend,
+                token
+            );
         }
         Ok(())
     }
@@ -382,10 +436,12 @@ proptest! {
 
     #[test]
     fn the_store_counts_what_the_model_counts(ops in proptest::collection::vec(op(), 1..80)) {
-        let mut sim = Sim::new();
-        for op in &ops {
-            sim.step(op);
-            sim.check()?;
+        for (fresh, store) in Fresh::each() {
+            let mut sim = Sim::new(store, fresh.backend);
+            for op in &ops {
+                sim.step(op);
+                sim.check()?;
+            }
         }
     }
 }

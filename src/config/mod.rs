@@ -121,7 +121,7 @@ pub struct Config {
     pub path: PathBuf,
     pub auth_listen: SocketAddr,
     pub acct_listen: SocketAddr,
-    pub database: PathBuf,
+    pub database: crate::model::Database,
     pub retransmit_cache_seconds: u64,
     /// `[server] login_write_wait_ms`.
     pub login_write_wait: std::time::Duration,
@@ -254,7 +254,7 @@ impl Config {
             path: path.to_path_buf(),
             auth_listen,
             acct_listen,
-            database: resolve(&raw.server.database),
+            database: raw.server.database(&resolve)?,
             retransmit_cache_seconds: raw.server.retransmit_cache_seconds,
             login_write_wait: std::time::Duration::from_millis(raw.server.login_write_wait_ms),
             idle_timeout: reply.idle_timeout,
@@ -367,9 +367,49 @@ reply_attributes = { "Mikrotik-Rate-Limit" = "2M/2M", "WISPr-Bandwidth-Max-Down"
     }
 
     #[test]
+    fn a_postgres_url_selects_postgres_and_bad_ones_are_named() {
+        let with = |server: &str| load(&GOOD.replacen("database = \"data/p.db\"", server, 1));
+        let c = with("database = \"postgres://radius@db.example:5432/pinradius\"\ndatabase_password_file = \"pg.pass\"").unwrap();
+        assert_eq!(
+            c.database,
+            crate::model::Database::Postgres {
+                url: "postgres://radius@db.example:5432/pinradius".into(),
+                password_file: Some(PathBuf::from("/etc/pinradius/pg.pass")),
+            }
+        );
+        let e = with(
+            "database = \"postgres://radius:hunter2@db/p\"\ndatabase_password_file = \"pg.pass\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("server.database_password_file") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let e = with("database = \"postgres://radius:hunter2@db:notaport/p\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("server.database") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let e = with("database = \"postgres://db/p?sslmode=require\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sslmode=require"), "{e}");
+        let e = with("database = \"p.db\"\ndatabase_password_file = \"pg.pass\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("only for a postgres:// database"), "{e}");
+    }
+
+    #[test]
     fn good_config_resolves_paths_and_attributes() {
         let c = load(GOOD).unwrap();
-        assert_eq!(c.database, PathBuf::from("/etc/pinradius/data/p.db"));
+        assert_eq!(
+            c.database,
+            crate::model::Database::File(PathBuf::from("/etc/pinradius/data/p.db"))
+        );
         assert_eq!(c.acct_listen, "0.0.0.0:1813".parse().unwrap());
         assert_eq!(c.clients[0].reply_attributes.len(), 1);
         assert_eq!(c.clients[0].reply_attributes[0].value, b"10M/10M");

@@ -1,10 +1,11 @@
-//! `[server]`: listen addresses, the database file, extra dictionaries and the
+//! `[server]`: listen addresses, the database (a file or PostgreSQL), extra dictionaries and the
 //! retransmit cache, and how they are validated.
 
 use super::{ConfigError, invalid, parse_listen};
+use crate::model::{Database, without_password};
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -13,8 +14,12 @@ pub struct ServerSection {
     pub auth_listen: String,
     #[serde(default = "default_acct_listen")]
     pub acct_listen: String,
+    /// An SQLite file, or a `postgres://` URL (several servers on one database).
     #[serde(default = "default_database")]
-    pub database: PathBuf,
+    pub database: String,
+    /// A file holding the PostgreSQL password (instead of one in the URL).
+    #[serde(default)]
+    pub database_password_file: Option<PathBuf>,
     /// Extra FreeRADIUS-format dictionary files (relative to the config file).
     #[serde(default)]
     pub dictionaries: Vec<PathBuf>,
@@ -34,7 +39,7 @@ fn default_auth_listen() -> String {
 fn default_acct_listen() -> String {
     "0.0.0.0:1813".into()
 }
-fn default_database() -> PathBuf {
+fn default_database() -> String {
     "pinradius.db".into()
 }
 fn default_retransmit_seconds() -> u64 {
@@ -50,8 +55,12 @@ impl ServerSection {
     pub(super) fn validate(&self) -> Result<(SocketAddr, SocketAddr), ConfigError> {
         let auth_listen = parse_listen("server.auth_listen", &self.auth_listen)?;
         let acct_listen = parse_listen("server.acct_listen", &self.acct_listen)?;
-        if self.database.as_os_str().is_empty() {
-            return Err(invalid("server.database", "", "must name a file"));
+        if self.database.is_empty() {
+            return Err(invalid(
+                "server.database",
+                "",
+                "must name a file or a postgres:// URL",
+            ));
         }
         if !(1..=3600).contains(&self.retransmit_cache_seconds) {
             return Err(invalid(
@@ -80,5 +89,49 @@ impl ServerSection {
             ));
         }
         Ok((auth_listen, acct_listen))
+    }
+
+    /// Where the data is, relative paths resolved with `resolve`.
+    pub(super) fn database(
+        &self,
+        resolve: &dyn Fn(&Path) -> PathBuf,
+    ) -> Result<Database, ConfigError> {
+        let url = self.database.trim();
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            if let Some(f) = &self.database_password_file {
+                return Err(invalid(
+                    "server.database_password_file",
+                    f.display(),
+                    "is only for a postgres:// database",
+                ));
+            }
+            return Ok(Database::File(resolve(Path::new(&self.database))));
+        }
+        let shown = without_password(url);
+        let parsed: postgres::Config = url.parse().map_err(|e| {
+            invalid(
+                "server.database",
+                &shown,
+                format!("not a PostgreSQL URL: {e}"),
+            )
+        })?;
+        if parsed.get_password().is_some() && self.database_password_file.is_some() {
+            return Err(invalid(
+                "server.database_password_file",
+                shown,
+                "the URL has a password already: keep one of the two",
+            ));
+        }
+        if parsed.get_ssl_mode() == postgres::config::SslMode::Require {
+            return Err(invalid(
+                "server.database",
+                shown,
+                "sslmode=require: pinradius connects to PostgreSQL without TLS (a local socket, a private network or a tunnel)",
+            ));
+        }
+        Ok(Database::Postgres {
+            url: url.to_string(),
+            password_file: self.database_password_file.as_deref().map(resolve),
+        })
     }
 }

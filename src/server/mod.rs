@@ -126,7 +126,7 @@ pub struct Context {
     started_with: (
         SocketAddr,
         SocketAddr,
-        std::path::PathBuf,
+        crate::model::Database,
         Option<SocketAddr>,
     ),
     /// Answers replayed to retransmits (RFC 5080).

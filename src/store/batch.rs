@@ -5,8 +5,8 @@
 //! the file is fine again, or report a failure.
 
 use super::health::FileState;
-use super::{Store, cache};
-use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
+use super::sql::{self, Db, DbError, DbErrorKind, TxKind};
+use super::{Conn, Store, StoreError, cache};
 use std::time::{Duration, Instant};
 
 /// Why a batch was not committed (nothing of it may be acknowledged).
@@ -16,7 +16,8 @@ pub enum BatchError {
     /// as refused here: the caller may try again; it counts what it gives up).
     #[error("the database is locked by another process")]
     Busy,
-    /// The file is missing, replaced, read-only or full (see [`FileState`]).
+    /// The file is missing, replaced, read-only or full, or the database server
+    /// cannot be reached (see [`FileState`]).
     #[error("database not writable: {}", .0.label())]
     Unavailable(FileState),
     #[error("{0}")]
@@ -28,26 +29,44 @@ const PRUNE_EVERY: Duration = Duration::from_secs(10);
 
 /// What a writer thread keeps between batches.
 pub(super) struct BatchWriter {
-    pub(super) conn: Connection,
+    /// The writer's own connection; `None` after it was lost (PostgreSQL), until a
+    /// batch connects again.
+    conn: Option<Conn>,
+    /// How long the connection waits for the write lock at a time (`None`: the
+    /// backend's default), set again on a new connection.
+    lock_wait: Option<Duration>,
     pruned: Instant,
 }
 
 impl BatchWriter {
-    pub(super) fn new(conn: Connection) -> Self {
-        Self {
-            conn,
+    /// A writer with a connection of its own to `store`, waiting at most `lock_wait`
+    /// for the write lock at a time (`None`: the backend's default).
+    pub(super) fn connect(store: &Store, lock_wait: Option<Duration>) -> Result<Self, StoreError> {
+        Ok(Self {
+            conn: Some(Self::open(store, lock_wait)?),
+            lock_wait,
             pruned: Instant::now(),
+        })
+    }
+
+    fn open(store: &Store, lock_wait: Option<Duration>) -> Result<Conn, StoreError> {
+        let mut conn = store.connect()?;
+        if let Some(wait) = lock_wait {
+            conn.set_lock_wait(wait)
+                .map_err(|e| store.located(e.into()))?;
         }
+        Ok(conn)
     }
 
     /// Commits `body`'s writes for a batch of `n` requests, or says why not. `body`
     /// keeps a request's own failure (a constraint) in its `T`, and returns `Err` for
-    /// one that concerns the whole batch (see [`aborts_batch`]): nothing is committed.
+    /// one that concerns the whole batch (see [`DbError::aborts_batch`]): nothing is
+    /// committed.
     pub(super) fn commit<T>(
         &mut self,
         store: &Store,
         n: usize,
-        body: impl FnOnce(&mut Transaction<'_>) -> rusqlite::Result<T>,
+        body: impl FnOnce(&mut dyn Db) -> Result<T, DbError>,
     ) -> Result<T, BatchError> {
         let health = store.health();
         // A look at the file, or a write that failed for want of space or of write
@@ -66,24 +85,36 @@ impl BatchWriter {
         if before != FileState::Fine {
             return refuse(before, false);
         }
-        let mut tx = match self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-        {
-            Ok(tx) => tx,
-            Err(e) => return classify(e).and_then(|s| refuse(s, true)),
+        let fresh = self.conn.as_ref().is_none_or(|c| !c.reusable());
+        let connected = if fresh {
+            Self::open(store, self.lock_wait)
+        } else {
+            Ok(self.conn.take().expect("checked above"))
         };
-        let out = match body(&mut tx) {
+        let conn = match connected {
+            Ok(c) => self.conn.insert(c),
+            Err(e) => {
+                return match e.db_kind() {
+                    Some(DbErrorKind::Unreachable) | None => refuse(FileState::Unreachable, true),
+                    Some(_) => Err(BatchError::Failed(e.to_string())),
+                };
+            }
+        };
+        let prune = self.pruned.elapsed() >= PRUNE_EVERY;
+        let out = sql::transaction(conn.db(), TxKind::Write, |db| {
+            let out = body(db)?;
+            if prune {
+                // Best effort: a failed prune is retried at the next interval.
+                let _ = sql::savepoint(db, cache::prune_changes);
+            }
+            Ok::<_, DbError>(out)
+        });
+        let out = match out {
             Ok(out) => out,
-            Err(e) => return classify(e).and_then(|s| refuse(s, true)),
+            Err(e) => return classify(&e).and_then(|s| refuse(s, true)),
         };
-        if self.pruned.elapsed() >= PRUNE_EVERY {
-            // Best effort: a failed prune is retried at the next interval.
-            let _ = cache::prune_changes(&tx);
+        if prune {
             self.pruned = Instant::now();
-        }
-        if let Err(e) = tx.commit() {
-            return classify(e).and_then(|s| refuse(s, true));
         }
         // Committed into the file it opened; should that no longer be the file at the
         // path, the rows went with it and nothing may be acknowledged.
@@ -98,52 +129,31 @@ impl BatchWriter {
 
 /// Applies each of `jobs` in a savepoint of its own, so one that fails (a constraint:
 /// its token deleted meanwhile) rolls back alone and is returned as its `Err`; a
-/// failure that concerns the whole batch ([`aborts_batch`]) gives it all up.
+/// failure that concerns the whole batch ([`DbError::aborts_batch`]) gives it all up.
 pub(super) fn each_in_savepoint<J, T>(
-    tx: &mut Transaction<'_>,
+    db: &mut dyn Db,
     jobs: &[J],
-    apply: impl Fn(&Connection, &J) -> rusqlite::Result<T>,
-) -> rusqlite::Result<Vec<Result<T, String>>> {
+    apply: impl Fn(&mut dyn Db, &J) -> Result<T, DbError>,
+) -> Result<Vec<Result<T, String>>, DbError> {
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let mut sp = tx.savepoint()?;
-        match apply(&sp, job) {
-            Ok(out) => {
-                sp.commit()?;
-                results.push(Ok(out));
-            }
-            Err(e) if aborts_batch(&e) => return Err(e),
-            Err(e) => {
-                sp.rollback()?;
-                results.push(Err(e.to_string()));
-            }
+        match sql::savepoint(db, |db| apply(db, job)) {
+            Ok(out) => results.push(Ok(out)),
+            Err(e) if e.aborts_batch() => return Err(e),
+            Err(e) => results.push(Err(e.to_string())),
         }
     }
     Ok(results)
 }
 
-/// Whether a statement's error concerns the whole batch (the file, the disk, the lock)
-/// rather than the one request: the batch is then given up as a whole.
-fn aborts_batch(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(
-            ErrorCode::DatabaseBusy
-                | ErrorCode::DatabaseLocked
-                | ErrorCode::DiskFull
-                | ErrorCode::ReadOnly
-                | ErrorCode::SystemIoFailure
-        )
-    )
-}
-
-/// Sorts a failed BEGIN or COMMIT: `Ok(state)` when it means the file cannot be
-/// written (the caller refuses), `Err` otherwise.
-fn classify(e: rusqlite::Error) -> Result<FileState, BatchError> {
-    match e.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Err(BatchError::Busy),
-        Some(ErrorCode::DiskFull) => Ok(FileState::Full),
-        Some(ErrorCode::ReadOnly) => Ok(FileState::ReadOnly),
-        _ => Err(BatchError::Failed(e.to_string())),
+/// Sorts a failed batch: `Ok(state)` when it means the database cannot be written
+/// (the caller refuses), `Err` otherwise.
+fn classify(e: &DbError) -> Result<FileState, BatchError> {
+    match e.kind {
+        DbErrorKind::Busy => Err(BatchError::Busy),
+        DbErrorKind::Full => Ok(FileState::Full),
+        DbErrorKind::ReadOnly => Ok(FileState::ReadOnly),
+        DbErrorKind::Unreachable => Ok(FileState::Unreachable),
+        DbErrorKind::Constraint | DbErrorKind::Other => Err(BatchError::Failed(e.to_string())),
     }
 }

@@ -23,8 +23,8 @@
 //! several threads waiting at once, share one probe.
 
 use super::facts::Facts;
-use super::{Store, StoreError};
-use rusqlite::Connection;
+use super::sql::{Db, DbError};
+use super::{Conn, Store, StoreError};
 // foldhash, seeded per process: these maps are keyed by what senders choose.
 use foldhash::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -57,7 +57,7 @@ const MAX_CHANGES: usize = 4096;
 /// The probe's connection and what it has applied.
 #[derive(Debug)]
 struct Probe {
-    conn: Connection,
+    conn: Conn,
     /// The `data_version` last read (`None` before the first probe).
     version: Option<i64>,
     /// The newest `fact_changes.seq` applied.
@@ -99,7 +99,7 @@ pub(super) struct FactsCache {
 }
 
 impl FactsCache {
-    pub(super) fn new(probe: Connection) -> Self {
+    pub(super) fn new(probe: Conn) -> Self {
         Self {
             probe: Mutex::new(Probe {
                 conn: probe,
@@ -132,15 +132,15 @@ impl FactsCache {
             return Ok(v); // another thread probed while this one waited
         }
         let number = self.started.fetch_add(1, Ordering::SeqCst) + 1;
-        let version = probe
-            .conn
-            .prepare_cached("PRAGMA data_version")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)))
-            .map_err(|e| store.sql(e))?;
+        if !probe.conn.reusable() {
+            probe.conn = store.connect()?; // lost (PostgreSQL): connect again
+        }
+        let version = probe.conn.version().map_err(|e| store.located(e.into()))?;
         if probe.version != Some(version) {
             // Read after the version: whatever it misses moves the next version.
-            let (changed, seen) = changes_since(&probe.conn, probe.version.map(|_| probe.seen))
-                .map_err(|e| store.sql(e))?;
+            let seen = probe.version.map(|_| probe.seen);
+            let (changed, seen) =
+                changes_since(probe.conn.db(), seen).map_err(|e| store.located(e.into()))?;
             self.apply(version, changed);
             probe.version = Some(version);
             probe.seen = seen;
@@ -250,19 +250,21 @@ impl FactsCache {
 
 /// What `fact_changes` says changed after `seen` (`None`: nothing is known yet), and
 /// the newest change now.
-fn changes_since(conn: &Connection, seen: Option<i64>) -> rusqlite::Result<(Changed, i64)> {
-    let newest = || -> rusqlite::Result<i64> {
-        conn.prepare_cached("SELECT COALESCE(max(seq), 0) FROM fact_changes")?
-            .query_row([], |r| r.get(0))
+fn changes_since(db: &mut dyn Db, seen: Option<i64>) -> Result<(Changed, i64), DbError> {
+    let newest = |db: &mut dyn Db| -> Result<i64, DbError> {
+        db.query_one("SELECT COALESCE(max(seq), 0) FROM fact_changes", &[])?
+            .get(0)
     };
     let Some(seen) = seen else {
-        return Ok((Changed::All, newest()?));
+        return Ok((Changed::All, newest(db)?));
     };
-    let rows: Vec<(i64, Change)> = conn
-        .prepare_cached(
-            "SELECT seq, business_id, code, bound_mac FROM fact_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-        )?
-        .query_map(rusqlite::params![seen, MAX_CHANGES as i64 + 1], |r| {
+    let rows = db.query(
+        "SELECT seq, business_id, code, bound_mac FROM fact_changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+        &[&seen, &(MAX_CHANGES as i64 + 1)],
+    )?;
+    let rows: Vec<(i64, Change)> = rows
+        .iter()
+        .map(|r| {
             Ok((
                 r.get(0)?,
                 Change {
@@ -271,18 +273,29 @@ fn changes_since(conn: &Connection, seen: Option<i64>) -> rusqlite::Result<(Chan
                     bound: r.get(3)?,
                 },
             ))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+        })
+        .collect::<Result<_, DbError>>()?;
     // Rows after `seen` already pruned (the first is not the next one), or too many.
-    let gap = rows.first().is_some_and(|(seq, _)| *seq != seen + 1);
+    // PostgreSQL numbers may skip (a rolled-back change), so a gap is only known when
+    // the next number's row is gone while older rows were deleted (pruned past it).
+    let gap = rows.first().is_some_and(|(seq, _)| *seq != seen + 1) && pruned_past(db, seen)?;
     if gap || rows.len() > MAX_CHANGES {
-        return Ok((Changed::All, newest()?));
+        return Ok((Changed::All, newest(db)?));
     }
     let last = rows.last().map_or(seen, |(seq, _)| *seq);
     Ok((
         Changed::Codes(rows.into_iter().map(|(_, c)| c).collect()),
         last,
     ))
+}
+
+/// Whether rows after `seen` were pruned: the oldest row kept is newer than the next
+/// one this probe needs.
+fn pruned_past(db: &mut dyn Db, seen: i64) -> Result<bool, DbError> {
+    let oldest: Option<i64> = db
+        .query_one("SELECT min(seq) FROM fact_changes", &[])?
+        .get(0)?;
+    Ok(oldest.is_none_or(|o| o > seen + 1))
 }
 
 /// `facts` with `mac` among the bound devices.
@@ -297,18 +310,17 @@ const KEPT_CHANGES: i64 = 100_000;
 
 /// Deletes all but the newest [`KEPT_CHANGES`] rows of `fact_changes` (the writer
 /// threads call this now and then, inside their own transactions).
-pub(super) fn prune_changes(conn: &Connection) -> rusqlite::Result<usize> {
-    conn.prepare_cached(
-        "DELETE FROM fact_changes WHERE seq <= (SELECT max(seq) FROM fact_changes) - ?1",
-    )?
-    .execute([KEPT_CHANGES])
+pub(super) fn prune_changes(db: &mut dyn Db) -> Result<u64, DbError> {
+    db.execute(
+        "DELETE FROM fact_changes WHERE seq <= (SELECT max(seq) FROM fact_changes) - $1",
+        &[&KEPT_CHANGES],
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use crate::model::Mac;
-    use crate::store::Store;
-    use crate::store::testing::{new, now, store};
+    use crate::store::testing::{backends, new, now};
 
     fn mac(n: u8) -> Mac {
         format!("02:00:00:00:00:{n:02x}").parse().unwrap()
@@ -323,15 +335,15 @@ mod tests {
         fn cached_facts_always_equal_a_fresh_read(
             ops in proptest::collection::vec((0u8..7, 0usize..4, 0u8..6), 1..60),
         ) {
-            let (dir, server) = store();
-            let admin = Store::open(&dir.path().join("t.db")).unwrap();
+          for server in backends() {
+            let admin = server.another();
             let codes = ["10000", "10001", "10002", "10003"];
             let mut ids: Vec<Option<i64>> = codes
                 .iter()
                 .map(|c| Some(admin.create_token(&new(c), now()).unwrap()))
                 .collect();
             let mut session = 0;
-            for (op, i, m) in ops {
+            for &(op, i, m) in &ops {
                 let id = ids[i];
                 match (op, id) {
                     (0 | 1, Some(id)) => {
@@ -346,13 +358,12 @@ mod tests {
                     (4, Some(id)) => {
                         session += 1;
                         admin
-                            .with_conn(|c| {
-                                c.execute(
+                            .with_db(|db| {
+                                Ok(db.execute(
                                     "INSERT INTO sessions (token_id, client, acct_session_id, mac, started_at, updated_at, session_time, nas) \
-                                     VALUES (?1, 'nas', ?2, ?3, 0, 0, ?4, 'nas')",
-                                    rusqlite::params![id, format!("s{session}"), mac(m).to_string(), i64::from(m) * 60],
-                                )
-                                .map_err(|e| admin.sql(e))
+                                     VALUES ($1, 'nas', $2, $3, 0, 0, $4, 'nas')",
+                                    &[&id, &format!("s{session}"), &mac(m).to_string(), &(i64::from(m) * 60)],
+                                )?)
                             })
                             .unwrap();
                     }
@@ -384,13 +395,15 @@ mod tests {
                         }
                         (cached, fresh) => proptest::prop_assert!(
                             false,
-                            "{code}: cached {:?} but the database says {:?}",
+                            "{code} on {}: cached {:?} but the database says {:?}",
+                            server.backend(),
                             cached.map(|c| c.0.id),
                             fresh.map(|f| f.0.id)
                         ),
                     }
                 }
             }
+          }
         }
     }
 }

@@ -5,9 +5,9 @@
 //! disconnector sends them and records the NAS's answer. A row copies what the
 //! request needs, so it outlives the session row of a deleted token.
 
+use super::sql::{Db, DbError, Row};
 use super::{Store, StoreError, from_ms, ms};
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, params};
 
 /// A queued or finished Disconnect-Request.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -35,7 +35,7 @@ pub struct DisconnectRow {
 const COLUMNS: &str = "id, session_id, client, nas_address, nas_ip, user_name, acct_session_id, framed_ip, mac, \
      reason, requested_at, finished_at, result";
 
-fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<DisconnectRow> {
+fn read(r: &Row) -> Result<DisconnectRow, DbError> {
     Ok(DisconnectRow {
         id: r.get(0)?,
         session_id: r.get(1)?,
@@ -48,40 +48,44 @@ fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<DisconnectRow> {
         mac: r.get(8)?,
         reason: r.get(9)?,
         requested_at: from_ms(r.get(10)?),
-        finished_at: r.get::<_, Option<i64>>(11)?.map(from_ms),
+        finished_at: r.get::<Option<i64>>(11)?.map(from_ms),
         result: r.get(12)?,
     })
 }
 
-/// Copies the sessions that `filter` selects (its `?1` bound to `key`) into the queue,
-/// skipping any with a disconnect still pending. Returns how many were queued.
+/// Copies the sessions that `filter` selects (its `$1` bound to `key`) into the queue,
+/// skipping any with a disconnect still pending (the partial unique index
+/// `disconnects_pending`). Returns how many were queued.
 fn queue_sessions(
-    conn: &Connection,
+    db: &mut dyn Db,
     filter: &str,
     key: i64,
     reason: &str,
     now: DateTime<Utc>,
-) -> rusqlite::Result<usize> {
-    conn.prepare_cached(&format!(
-        "INSERT OR IGNORE INTO disconnects (session_id, client, nas_address, nas_ip, user_name, acct_session_id, \
-         framed_ip, mac, reason, requested_at) \
-         SELECT id, client, nas_address, nas_ip, user_name, acct_session_id, framed_ip, mac, ?2, ?3 \
-         FROM sessions WHERE {filter}"
-    ))?
-    .execute(params![key, reason, ms(now)])
+) -> Result<u64, DbError> {
+    // The SELECT's WHERE also keeps SQLite from reading `ON CONFLICT` as a join's ON.
+    db.execute(
+        &format!(
+            "INSERT INTO disconnects (session_id, client, nas_address, nas_ip, user_name, acct_session_id, \
+             framed_ip, mac, reason, requested_at) \
+             SELECT id, client, nas_address, nas_ip, user_name, acct_session_id, framed_ip, mac, CAST($2 AS TEXT), \
+             CAST($3 AS BIGINT) FROM sessions WHERE {filter} ON CONFLICT DO NOTHING"
+        ),
+        &[&key, &reason, &ms(now)],
+    )
 }
 
 /// Queues a disconnect for every open session of `token_id`. Runs inside the
 /// caller's transaction.
 pub(super) fn queue_for_token(
-    conn: &Connection,
+    db: &mut dyn Db,
     token_id: i64,
     reason: &str,
     now: DateTime<Utc>,
-) -> rusqlite::Result<usize> {
+) -> Result<u64, DbError> {
     queue_sessions(
-        conn,
-        "token_id = ?1 AND stopped_at IS NULL",
+        db,
+        "token_id = $1 AND stopped_at IS NULL",
         token_id,
         reason,
         now,
@@ -97,11 +101,7 @@ impl Store {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.with_conn(|conn| {
-            queue_sessions(conn, "id = ?1", session_id, reason, now)
-                .map(|n| n == 1)
-                .map_err(|e| self.sql(e))
-        })
+        self.with_db(|db| Ok(queue_sessions(db, "id = $1", session_id, reason, now)? == 1))
     }
 
     /// Disconnects not yet finished, oldest first.
@@ -115,28 +115,23 @@ impl Store {
     }
 
     fn disconnect_rows(&self, tail: &str, limit: usize) -> Result<Vec<DisconnectRow>, StoreError> {
-        self.with_conn(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM disconnects {tail} LIMIT ?1"
-            ))
-            .and_then(|mut s| {
-                s.query_map(params![limit as i64], read)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .map_err(|e| self.sql(e))
+        self.with_db(|db| {
+            let rows = db.query(
+                &format!("SELECT {COLUMNS} FROM disconnects {tail} LIMIT $1"),
+                &[&limit],
+            )?;
+            Ok(rows.iter().map(read).collect::<Result<_, _>>()?)
         })
     }
 
     /// Whether the session the row is about was already ended by its NAS (a Stop or
     /// an Accounting-On/Off): then there is nothing to disconnect.
     pub fn session_stopped_by_nas(&self, session_id: i64) -> Result<bool, StoreError> {
-        self.with_conn(|conn| {
-            conn.prepare_cached(
-                "SELECT count(*) FROM sessions WHERE id = ?1 AND closed_by IN ('stop', 'nas-restart')",
-            )
-            .and_then(|mut s| s.query_row(params![session_id], |r| r.get::<_, i64>(0)))
-            .map(|n| n > 0)
-            .map_err(|e| self.sql(e))
+        self.with_db(|db| {
+            Ok(db.exists(
+                "SELECT 1 FROM sessions WHERE id = $1 AND closed_by IN ('stop', 'nas-restart')",
+                &[&session_id],
+            )?)
         })
     }
 
@@ -150,23 +145,104 @@ impl Store {
         acknowledged: bool,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.with_conn(|conn| {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(|e| self.sql(e))?;
-            tx.execute(
-                "UPDATE disconnects SET finished_at = ?2, result = ?3 WHERE id = ?1",
-                params![id, ms(now), result],
-            )
-            .map_err(|e| self.sql(e))?;
+        self.write(|db| {
+            db.execute(
+                "UPDATE disconnects SET finished_at = $2, result = $3 WHERE id = $1",
+                &[&id, &ms(now), &result],
+            )?;
             if acknowledged {
-                tx.execute(
-                    "UPDATE sessions SET stopped_at = ?2, closed_by = 'disconnected' WHERE id = ?1 AND stopped_at IS NULL",
-                    params![session_id, ms(now)],
-                )
-                .map_err(|e| self.sql(e))?;
+                db.execute(
+                    "UPDATE sessions SET stopped_at = $2, closed_by = 'disconnected' WHERE id = $1 AND stopped_at IS NULL",
+                    &[&session_id, &ms(now)],
+                )?;
             }
-            tx.commit().map_err(|e| self.sql(e))
+            Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::testing::{TestStore, new, now, on_each_backend};
+
+    /// A token with one open session; returns the session's id.
+    fn open_session(s: &TestStore) -> i64 {
+        let token = s.create_token(&new("12345"), now()).unwrap();
+        s.with_db(|db| {
+            Ok(db
+                .query_one(
+                    "INSERT INTO sessions (token_id, client, nas, acct_session_id, started_at, updated_at, mac) \
+                     VALUES ($1, 'ap', 'nas', 'x1', 0, 0, 'AA:BB:CC:DD:EE:FF') RETURNING id",
+                    &[&token],
+                )?
+                .get(0)?)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn one_pending_disconnect_per_session() {
+        on_each_backend(|s| {
+            let session = open_session(s);
+            assert!(
+                s.queue_disconnect(session, "expired", now()).unwrap(),
+                "{}",
+                s.backend()
+            );
+            assert!(
+                !s.queue_disconnect(session, "expired", now()).unwrap(),
+                "already pending"
+            );
+            let pending = s.pending_disconnects(10).unwrap();
+            assert_eq!(pending.len(), 1);
+            let row = &pending[0];
+            assert_eq!((row.session_id, row.reason.as_str()), (session, "expired"));
+            assert_eq!(row.mac.as_deref(), Some("AA:BB:CC:DD:EE:FF"));
+            assert_eq!(row.requested_at, now());
+            s.finish_disconnect(row.id, session, "nak", false, now())
+                .unwrap();
+            assert!(s.pending_disconnects(10).unwrap().is_empty());
+            assert!(
+                s.queue_disconnect(session, "expired", now()).unwrap(),
+                "finished: again"
+            );
+            let all = s.list_disconnects(10).unwrap();
+            assert_eq!(all.len(), 2);
+            assert!(all[0].id > all[1].id, "newest first");
+            assert_eq!(all[1].result.as_deref(), Some("nak"));
+            assert_eq!(all[1].finished_at, Some(now()));
+        });
+    }
+
+    #[test]
+    fn acknowledged_disconnect_closes_the_session() {
+        on_each_backend(|s| {
+            let session = open_session(s);
+            s.queue_disconnect(session, "revoked", now()).unwrap();
+            let id = s.pending_disconnects(1).unwrap()[0].id;
+            assert!(!s.session_stopped_by_nas(session).unwrap());
+            s.finish_disconnect(id, session, "ack", true, now())
+                .unwrap();
+            let closed: Option<String> = s
+                .with_db(|db| {
+                    Ok(db
+                        .query_one("SELECT closed_by FROM sessions WHERE id = $1", &[&session])?
+                        .get(0)?)
+                })
+                .unwrap();
+            assert_eq!(closed.as_deref(), Some("disconnected"), "{}", s.backend());
+            assert!(
+                !s.session_stopped_by_nas(session).unwrap(),
+                "closed by us, not the NAS"
+            );
+            s.with_db(|db| {
+                Ok(db.execute(
+                    "UPDATE sessions SET closed_by = 'stop' WHERE id = $1",
+                    &[&session],
+                )?)
+            })
+            .unwrap();
+            assert!(s.session_stopped_by_nas(session).unwrap());
+        });
     }
 }

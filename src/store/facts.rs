@@ -1,11 +1,11 @@
 //! What a login reads: a token with its owner and usage, served from the facts cache
 //! while the database is unchanged, and device binding (atomic, across processes).
 
+use super::sql::{Args, Db, DbError};
 use super::tokens::{TOKEN_COLUMNS, TokenRow};
 use super::{ReadPoint, Store, StoreError, ms};
 use crate::model::{AccessToken, Mac, TokenOwner, TokenUsage};
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
 
 /// Result of [`Store::bind_device`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,9 +23,9 @@ impl Store {
     /// business, its owner and its usage. `device` is excluded from the count of open
     /// sessions (a device re-logging in does not compete with itself).
     ///
-    /// Served from memory while the database is unchanged (SQLite's `data_version`,
-    /// which moves with every commit of any other connection or process: an admin's
-    /// `token revoke` is seen by the very next request). `point` is when the request
+    /// Served from memory while the database is unchanged ([`Store::data_version`],
+    /// which moves with every commit of any other connection, process or server: an
+    /// admin's `token revoke` is seen by the very next request). `point` is when the request
     /// arrived ([`Store::read_point`]): everything committed before it is seen.
     pub fn login_facts(
         &self,
@@ -41,10 +41,10 @@ impl Store {
             Some(hit) => hit,
             None => {
                 let sql = format!(
-                    "SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE business_id = ?1 AND access_code = ?2"
+                    "SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE business_id = $1 AND access_code = $2"
                 );
                 let read = self
-                    .facts(&sql, params![business_id, code])?
+                    .facts(&sql, &[&business_id, &code])?
                     .map(std::sync::Arc::new);
                 self.facts_cache
                     .put(version, business_id, code, read.clone());
@@ -66,31 +66,28 @@ impl Store {
         now: DateTime<Utc>,
         stale_before: DateTime<Utc>,
     ) -> Result<Option<(AccessToken, TokenOwner, TokenUsage)>, StoreError> {
-        let sql = format!("SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE id = ?1");
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM access_tokens WHERE id = $1");
         Ok(self
-            .facts(&sql, params![token_id])?
+            .facts(&sql, &[&token_id])?
             .map(|(t, o, u)| (t, o, u.at(device, now, stale_before))))
     }
 
     /// The token selected by `sql`, its owner and raw usage, in one read transaction.
-    fn facts(&self, sql: &str, key: &[&dyn rusqlite::ToSql]) -> Result<Option<Facts>, StoreError> {
-        self.with_conn(|conn| {
-            let tx = conn.transaction().map_err(|e| self.sql(e))?;
-            let row = tx
-                .prepare_cached(sql)
-                .and_then(|mut s| s.query_row(key, TokenRow::read).optional())
-                .map_err(|e| self.sql(e))?;
-            let Some(row) = row else { return Ok(None) };
-            let token = row.into_token()?;
-            let owner = owner_of(&tx, &token).map_err(|e| self.sql(e))?;
-            let usage = raw_usage(&tx, token.id, Devices::AnyOrder).map_err(|e| self.sql(e))?;
+    fn facts(&self, sql: &str, key: &Args<'_>) -> Result<Option<Facts>, StoreError> {
+        self.read(|db| {
+            let Some(row) = db.query_opt(sql, key)? else {
+                return Ok(None);
+            };
+            let token = TokenRow::read(&row)?.into_token()?;
+            let owner = owner_of(db, &token)?;
+            let usage = raw_usage(db, token.id, Devices::AnyOrder)?;
             Ok(Some((token, owner, usage)))
         })
     }
 
     /// Who owns a token (standalone, a visitor, a customer), for `token explain`.
     pub fn token_owner(&self, token: &AccessToken) -> Result<TokenOwner, StoreError> {
-        self.with_conn(|conn| owner_of(conn, token).map_err(|e| self.sql(e)))
+        self.with_db(|db| Ok(owner_of(db, token)?))
     }
 
     /// The usage of one token, for `token show` and `token explain`.
@@ -101,29 +98,25 @@ impl Store {
         now: DateTime<Utc>,
         stale_before: DateTime<Utc>,
     ) -> Result<TokenUsage, StoreError> {
-        self.with_conn(|conn| {
-            let tx = conn.transaction().map_err(|e| self.sql(e))?;
-            usage(&tx, token_id, device, now, stale_before).map_err(|e| self.sql(e))
-        })
+        self.read(|db| Ok(usage(db, token_id, device, now, stale_before)?))
     }
 
     /// Forgets that `mac` is bound to the token (a phone that changed its MAC address
     /// frees its place). False when it was not bound.
     pub fn unbind_device(&self, token_id: i64, mac: Mac) -> Result<bool, StoreError> {
-        self.with_conn(|conn| {
-            conn.execute(
-                "DELETE FROM device_bindings WHERE token_id = ?1 AND mac = ?2",
-                params![token_id, mac.to_string()],
-            )
-            .map(|n| n == 1)
-            .map_err(|e| self.sql(e))
+        self.with_db(|db| {
+            let n = db.execute(
+                "DELETE FROM device_bindings WHERE token_id = $1 AND mac = $2",
+                &[&token_id, &mac.to_string()],
+            )?;
+            Ok(n == 1)
         })
     }
 
     /// Binds `mac` to the token unless `device_limit` distinct devices are already
-    /// bound. Count and insert happen in one `BEGIN IMMEDIATE` transaction, so of
-    /// several devices racing for the last place exactly one wins, across threads and
-    /// processes alike. The server binds through its login writer
+    /// bound. Count and insert happen in one write transaction, so of several devices
+    /// racing for the last place exactly one wins, across threads, processes and
+    /// servers alike. The server binds through its login writer
     /// ([`super::LoginWriter`]) with the same [`bind`] in a group commit; this one
     /// transaction is how the tests write as another process would.
     #[cfg(test)]
@@ -134,55 +127,54 @@ impl Store {
         device_limit: Option<u32>,
         now: DateTime<Utc>,
     ) -> Result<BindOutcome, StoreError> {
-        self.with_conn(|conn| {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(|e| self.sql(e))?;
-            let outcome = bind(&tx, token_id, mac, device_limit, now).map_err(|e| self.sql(e))?;
-            tx.commit().map_err(|e| self.sql(e))?;
-            Ok(outcome)
-        })
+        self.write(|db| Ok(bind(db, token_id, mac, device_limit, now)?))
     }
 }
 
 /// Binds `mac` to the token unless `device_limit` devices are bound: inside a
 /// transaction that holds the write lock, so the count is the truth.
 pub(super) fn bind(
-    conn: &Connection,
+    db: &mut dyn Db,
     token_id: i64,
     mac: Mac,
     device_limit: Option<u32>,
     now: DateTime<Utc>,
-) -> rusqlite::Result<BindOutcome> {
+) -> Result<BindOutcome, DbError> {
     let mac_text = mac.to_string();
-    if conn
-        .prepare_cached("SELECT 1 FROM device_bindings WHERE token_id = ?1 AND mac = ?2")?
-        .exists(params![token_id, mac_text])?
-    {
+    if db.exists(
+        "SELECT 1 FROM device_bindings WHERE token_id = $1 AND mac = $2",
+        &[&token_id, &mac_text],
+    )? {
         return Ok(BindOutcome::AlreadyBound);
     }
     if let Some(limit) = device_limit {
-        let bound: i64 = conn
-            .prepare_cached("SELECT count(*) FROM device_bindings WHERE token_id = ?1")?
-            .query_row(params![token_id], |r| r.get(0))?;
+        let bound: i64 = db
+            .query_one(
+                "SELECT count(*) FROM device_bindings WHERE token_id = $1",
+                &[&token_id],
+            )?
+            .get(0)?;
         if bound >= i64::from(limit) {
             return Ok(BindOutcome::LimitReached);
         }
     }
-    conn.prepare_cached(
-        "INSERT INTO device_bindings (token_id, mac, bound_at) VALUES (?1, ?2, ?3)",
-    )?
-    .execute(params![token_id, mac_text, ms(now)])?;
+    db.execute(
+        "INSERT INTO device_bindings (token_id, mac, bound_at) VALUES ($1, $2, $3)",
+        &[&token_id, &mac_text, &ms(now)],
+    )?;
     Ok(BindOutcome::Bound)
 }
 
 /// The owner of a token, for the login rules.
-pub(super) fn owner_of(conn: &Connection, token: &AccessToken) -> rusqlite::Result<TokenOwner> {
+pub(super) fn owner_of(db: &mut dyn Db, token: &AccessToken) -> Result<TokenOwner, DbError> {
     if let Some(customer_id) = token.customer_id {
-        let active: Option<bool> = conn
-            .prepare_cached("SELECT active FROM customers WHERE id = ?1")?
-            .query_row(params![customer_id], |r| r.get(0))
-            .optional()?;
+        let active: Option<bool> = db
+            .query_opt(
+                "SELECT active FROM customers WHERE id = $1",
+                &[&customer_id],
+            )?
+            .map(|r| r.get(0))
+            .transpose()?;
         // A customer row deleted by hand takes its token with it (ON DELETE CASCADE);
         // should one be missing anyway, the PIN does not log in.
         return Ok(TokenOwner::Customer {
@@ -191,14 +183,13 @@ pub(super) fn owner_of(conn: &Connection, token: &AccessToken) -> rusqlite::Resu
         });
     }
     if let Some(guid) = &token.visitor_guid {
-        let visitor: Option<(i64, Option<i64>)> = conn
-            .prepare_cached(
-                "SELECT id, arrived_at FROM visitors WHERE guid = ?1 AND business_id = ?2",
+        let visitor: Option<(i64, Option<i64>)> = db
+            .query_opt(
+                "SELECT id, arrived_at FROM visitors WHERE guid = $1 AND business_id = $2",
+                &[guid, &token.business_id],
             )?
-            .query_row(params![guid, token.business_id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
+            .map(|r| Ok::<_, DbError>((r.get(0)?, r.get(1)?)))
+            .transpose()?;
         if let Some((visitor_id, arrived_at)) = visitor {
             let arrived_at = arrived_at.map(super::from_ms);
             return Ok(TokenOwner::Visitor {
@@ -217,13 +208,13 @@ pub(super) fn owner_of(conn: &Connection, token: &AccessToken) -> rusqlite::Resu
 /// Open sessions not updated since `stale_before` are ignored: their NAS has gone
 /// quiet, and the reaper is about to close them anyway.
 fn usage(
-    conn: &Connection,
+    db: &mut dyn Db,
     token_id: i64,
     device: Option<Mac>,
     now: DateTime<Utc>,
     stale_before: DateTime<Utc>,
-) -> rusqlite::Result<TokenUsage> {
-    Ok(raw_usage(conn, token_id, Devices::FirstBoundFirst)?.at(device, now, stale_before))
+) -> Result<TokenUsage, DbError> {
+    Ok(raw_usage(db, token_id, Devices::FirstBoundFirst)?.at(device, now, stale_before))
 }
 
 /// What the store holds about a token's use, independent of `now` and of the device
@@ -283,29 +274,38 @@ enum Devices {
     AnyOrder,
 }
 
-fn raw_usage(conn: &Connection, token_id: i64, order: Devices) -> rusqlite::Result<RawUsage> {
-    let bound_devices = conn
-        .prepare_cached(match order {
-            Devices::FirstBoundFirst => {
-                "SELECT mac FROM device_bindings WHERE token_id = ?1 ORDER BY bound_at, mac"
-            }
-            Devices::AnyOrder => "SELECT mac FROM device_bindings WHERE token_id = ?1",
-        })?
-        .query_map(params![token_id], |r| r.get::<_, String>(0))?
-        .filter_map(|m| m.map(|m| m.parse::<Mac>().ok()).transpose())
-        .collect::<rusqlite::Result<Vec<Mac>>>()?;
-    let used_seconds: i64 = conn
-        .prepare_cached("SELECT COALESCE(SUM(session_time), 0) FROM sessions WHERE token_id = ?1")?
-        .query_row(params![token_id], |r| r.get(0))?;
-    let open = conn
-        .prepare_cached(
-            "SELECT mac, updated_at FROM sessions WHERE token_id = ?1 AND stopped_at IS NULL",
+fn raw_usage(db: &mut dyn Db, token_id: i64, order: Devices) -> Result<RawUsage, DbError> {
+    let bound_devices = db
+        .query(
+            match order {
+                Devices::FirstBoundFirst => {
+                    "SELECT mac FROM device_bindings WHERE token_id = $1 ORDER BY bound_at, mac"
+                }
+                Devices::AnyOrder => "SELECT mac FROM device_bindings WHERE token_id = $1",
+            },
+            &[&token_id],
         )?
-        .query_map(params![token_id], |r| {
+        .iter()
+        .map(|r| r.get::<String>(0))
+        .filter_map(|m| m.map(|m| m.parse::<Mac>().ok()).transpose())
+        .collect::<Result<Vec<Mac>, DbError>>()?;
+    let used_seconds: i64 = db
+        .query_one(
+            "SELECT CAST(COALESCE(SUM(session_time), 0) AS BIGINT) FROM sessions WHERE token_id = $1",
+            &[&token_id],
+        )?
+        .get(0)?;
+    let open = db
+        .query(
+            "SELECT mac, updated_at FROM sessions WHERE token_id = $1 AND stopped_at IS NULL",
+            &[&token_id],
+        )?
+        .iter()
+        .map(|r| {
             let mac: Option<String> = r.get(0)?;
-            Ok((mac.and_then(|m| m.parse::<Mac>().ok()), r.get::<_, i64>(1)?))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((mac.and_then(|m| m.parse::<Mac>().ok()), r.get::<i64>(1)?))
+        })
+        .collect::<Result<Vec<_>, DbError>>()?;
     Ok(RawUsage {
         bound_devices: bound_devices.into(),
         used_seconds: u64::try_from(used_seconds).unwrap_or(0),
@@ -331,14 +331,17 @@ impl std::ops::Deref for SharedToken {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::{new, now, store};
+    use crate::store::testing::{TestStore, new, now, on_each_backend};
     use std::sync::Arc;
 
     #[test]
     fn binding_respects_limit_under_a_race() {
-        let (_d, s) = store();
-        let id = s.create_token(&new("55555"), now()).unwrap();
-        let s = Arc::new(s);
+        on_each_backend(binding_race);
+    }
+
+    fn binding_race(t: &TestStore) {
+        let id = t.create_token(&new("55555"), now()).unwrap();
+        let s = Arc::new(t.another());
         let handles: Vec<_> = (0..16u8)
             .map(|i| {
                 let s = s.clone();
@@ -372,18 +375,21 @@ mod tests {
 
     #[test]
     fn cached_login_facts_see_every_commit_at_once() {
-        let (dir, server) = store();
-        let admin = Store::open(&dir.path().join("t.db")).unwrap(); // as the CLI would
+        on_each_backend(cached_facts_see_commits);
+    }
+
+    fn cached_facts_see_commits(server: &TestStore) {
+        let admin = server.another(); // as the CLI (or another server) would
         let id = server.create_token(&new("12345"), now()).unwrap();
         let facts = |s: &Store| {
             s.login_facts(s.read_point(), 1, "12345", None, now(), now())
                 .unwrap()
         };
-        assert!(facts(&server).unwrap().0.revoked_at.is_none());
-        assert!(facts(&server).is_some(), "served from the cache");
+        assert!(facts(server).unwrap().0.revoked_at.is_none());
+        assert!(facts(server).is_some(), "served from the cache");
         // A commit on another connection (another process) is seen by the next read.
         admin.revoke_token(id, now()).unwrap();
-        assert!(facts(&server).unwrap().0.revoked_at.is_some());
+        assert!(facts(server).unwrap().0.revoked_at.is_some());
         // Unknown codes are cached as unknown until a token with that code appears.
         assert!(
             server
@@ -401,13 +407,16 @@ mod tests {
         // The server's own writes (other pooled connections) count too.
         let mac: Mac = "02:00:00:00:00:01".parse().unwrap();
         server.bind_device(id, mac, None, now()).unwrap();
-        assert_eq!(*facts(&server).unwrap().2.bound_devices, [mac]);
+        assert_eq!(*facts(server).unwrap().2.bound_devices, [mac]);
     }
 
     #[test]
     fn one_data_version_read_serves_the_requests_that_arrived_before_it() {
-        let (dir, server) = store();
-        let admin = Store::open(&dir.path().join("t.db")).unwrap();
+        on_each_backend(one_probe_per_point);
+    }
+
+    fn one_probe_per_point(server: &TestStore) {
+        let admin = server.another();
         let id = server.create_token(&new("12345"), now()).unwrap();
         let revoked = |s: &Store, point| {
             s.login_facts(point, 1, "12345", None, now(), now())
@@ -419,19 +428,22 @@ mod tests {
         };
         // Two requests received in one batch share its point.
         let batch = server.read_point();
-        assert!(!revoked(&server, batch));
+        assert!(!revoked(server, batch));
         admin.revoke_token(id, now()).unwrap();
         // The second request of that batch arrived before the revoke committed: the
         // batch's one read serves it (no second read of data_version).
-        assert!(!revoked(&server, batch));
+        assert!(!revoked(server, batch));
         // A request that arrives after the commit is answered from a newer read.
-        assert!(revoked(&server, server.read_point()));
+        assert!(revoked(server, server.read_point()));
     }
 
     #[test]
     fn a_write_changes_the_cached_facts_of_the_codes_it_touched_only() {
-        let (dir, server) = store();
-        let admin = Store::open(&dir.path().join("t.db")).unwrap(); // as the CLI would
+        on_each_backend(writes_drop_their_codes_only);
+    }
+
+    fn writes_drop_their_codes_only(server: &TestStore) {
+        let admin = server.another(); // as the CLI would
         let a = server.create_token(&new("11111"), now()).unwrap();
         server.create_token(&new("22222"), now()).unwrap();
         let facts = |code: &str| {
@@ -466,13 +478,12 @@ mod tests {
         admin.revoke_token(a, now()).unwrap();
         assert!(facts("11111").0.revoked_at.is_some());
         admin
-            .with_conn(|c| {
-                c.execute(
+            .with_db(|db| {
+                Ok(db.execute(
                     "INSERT INTO sessions (token_id, client, acct_session_id, started_at, updated_at, session_time, stopped_at, nas) \
-                     VALUES (?1, 'nas', 's1', 0, 0, 600, 0, 'nas')",
-                    [a],
-                )
-                .map_err(|e| admin.sql(e))
+                     VALUES ($1, 'nas', 's1', 0, 0, 600, 0, 'nas')",
+                    &[&a],
+                )?)
             })
             .unwrap();
         assert_eq!(facts("11111").2.used_seconds, 600);

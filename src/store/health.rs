@@ -26,15 +26,18 @@ pub enum FileState {
     ReadOnly = 3,
     /// The last write failed for want of space.
     Full = 4,
+    /// The database server (PostgreSQL) cannot be reached.
+    Unreachable = 5,
 }
 
 impl FileState {
-    pub const ALL: [FileState; 5] = [
+    pub const ALL: [FileState; 6] = [
         Self::Fine,
         Self::Missing,
         Self::Replaced,
         Self::ReadOnly,
         Self::Full,
+        Self::Unreachable,
     ];
 
     fn from_u8(v: u8) -> Self {
@@ -43,6 +46,7 @@ impl FileState {
             2 => Self::Replaced,
             3 => Self::ReadOnly,
             4 => Self::Full,
+            5 => Self::Unreachable,
             _ => Self::Fine,
         }
     }
@@ -55,6 +59,7 @@ impl FileState {
             Self::Replaced => "replaced",
             Self::ReadOnly => "read_only",
             Self::Full => "full",
+            Self::Unreachable => "unreachable",
         }
     }
 
@@ -74,6 +79,9 @@ impl FileState {
             ),
             Self::Full => format!(
                 "database {path}: the disk is full: nothing is acknowledged until space is freed"
+            ),
+            Self::Unreachable => format!(
+                "database {path} cannot be reached: logins decided from memory go on, nothing else is acknowledged until it answers again"
             ),
         }
     }

@@ -4,10 +4,10 @@
 //! about to refuse a subject it remembers as locked, so `lockout clear` from the CLI
 //! takes effect on the very next request.
 
+use super::sql::{Db, DbError, Row};
 use super::{Store, StoreError, from_ms, ms};
 pub use crate::model::LockScope;
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, params};
 
 /// A lock record.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -24,13 +24,14 @@ pub struct LockoutRow {
     pub updated_at: DateTime<Utc>,
 }
 
-fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<LockoutRow>> {
+/// A row of [`COLUMNS`]; `None` for a scope this version does not know.
+fn read(r: &Row) -> Result<Option<LockoutRow>, DbError> {
     let scope: String = r.get(0)?;
     Ok(LockScope::parse(&scope).map(|scope| LockoutRow {
         scope,
         subject: r.get(1).unwrap_or_default(),
         lockouts: r
-            .get::<_, i64>(2)
+            .get::<i64>(2)
             .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
             .unwrap_or(1),
         locked_until: from_ms(r.get(3).unwrap_or(0)),
@@ -47,16 +48,12 @@ impl Store {
         scope: LockScope,
         subject: &str,
     ) -> Result<Option<LockoutRow>, StoreError> {
-        self.with_conn(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM guard_locks WHERE scope = ?1 AND subject = ?2"
-            ))
-            .and_then(|mut s| {
-                s.query_row(params![scope.as_str(), subject], read)
-                    .optional()
-            })
-            .map(Option::flatten)
-            .map_err(|e| self.sql(e))
+        self.with_db(|db| {
+            let row = db.query_opt(
+                &format!("SELECT {COLUMNS} FROM guard_locks WHERE scope = $1 AND subject = $2"),
+                &[&scope.as_str(), &subject],
+            )?;
+            Ok(row.map(|r| read(&r)).transpose()?.flatten())
         })
     }
 
@@ -65,13 +62,18 @@ impl Store {
         &self,
         active_at: Option<DateTime<Utc>>,
     ) -> Result<Vec<LockoutRow>, StoreError> {
-        self.with_conn(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM guard_locks WHERE (?1 IS NULL OR locked_until > ?1) ORDER BY locked_until DESC"
-            ))
-            .and_then(|mut s| s.query_map(params![active_at.map(ms)], read)?.collect::<rusqlite::Result<Vec<_>>>())
-            .map(|rows| rows.into_iter().flatten().collect())
-            .map_err(|e| self.sql(e))
+        self.with_db(|db| {
+            let rows = db.query(
+                &format!(
+                    "SELECT {COLUMNS} FROM guard_locks WHERE (CAST($1 AS BIGINT) IS NULL OR locked_until > $1) ORDER BY locked_until DESC"
+                ),
+                &[&active_at.map(ms)],
+            )?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.extend(read(r)?);
+            }
+            Ok(out)
         })
     }
 
@@ -83,31 +85,94 @@ impl Store {
         subject: Option<&str>,
         client: Option<&str>,
     ) -> Result<usize, StoreError> {
-        self.with_conn(|conn| {
-            conn.execute(
-                "DELETE FROM guard_locks WHERE scope = ?1 AND (?2 IS NULL OR subject = ?2) AND (?3 IS NULL OR client = ?3)",
-                params![scope.as_str(), subject, client],
-            )
-            .map_err(|e| self.sql(e))
+        self.with_db(|db| {
+            let n = db.execute(
+                "DELETE FROM guard_locks WHERE scope = $1 AND (CAST($2 AS TEXT) IS NULL OR subject = $2) AND (CAST($3 AS TEXT) IS NULL OR client = $3)",
+                &[&scope.as_str(), &subject, &client],
+            )?;
+            Ok(usize::try_from(n).unwrap_or(usize::MAX))
         })
     }
 }
 
 /// Records that a subject is locked until `locked_until` (its `lockouts`-th time): one
 /// row per scope and subject, written by the login writer.
-pub(super) fn upsert(conn: &rusqlite::Connection, row: &LockoutRow) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO guard_locks (scope, subject, lockouts, locked_until, client, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+pub(super) fn upsert(db: &mut dyn Db, row: &LockoutRow) -> Result<(), DbError> {
+    db.execute(
+        "INSERT INTO guard_locks (scope, subject, lockouts, locked_until, client, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT (scope, subject) DO UPDATE SET lockouts = excluded.lockouts, locked_until = excluded.locked_until, \
          client = excluded.client, updated_at = excluded.updated_at",
-    )?
-    .execute(params![
-        row.scope.as_str(),
-        row.subject,
-        row.lockouts,
-        ms(row.locked_until),
-        row.client,
-        ms(row.updated_at)
-    ])
-    .map(|_| ())
+        &[
+            &row.scope.as_str(),
+            &row.subject,
+            &row.lockouts,
+            &ms(row.locked_until),
+            &row.client,
+            &ms(row.updated_at),
+        ],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::{now, on_each_backend};
+
+    fn lock(
+        scope: LockScope,
+        subject: &str,
+        lockouts: u32,
+        minutes: i64,
+        client: &str,
+    ) -> LockoutRow {
+        LockoutRow {
+            scope,
+            subject: subject.into(),
+            lockouts,
+            locked_until: now() + chrono::Duration::minutes(minutes),
+            client: client.into(),
+            updated_at: now(),
+        }
+    }
+
+    #[test]
+    fn upsert_keeps_one_row_per_subject_and_clear_filters() {
+        on_each_backend(|s| {
+            let first = lock(LockScope::Device, "AA:BB:CC:DD:EE:FF", 1, 5, "ap1");
+            let again = lock(LockScope::Device, "AA:BB:CC:DD:EE:FF", 2, 10, "ap2");
+            let ended = lock(LockScope::Account, "1:a@b.c", 1, -5, "ap1");
+            s.with_db(|db| {
+                for row in [&first, &again, &ended] {
+                    upsert(db, row)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+            let got = s.lockout(LockScope::Device, "AA:BB:CC:DD:EE:FF").unwrap();
+            assert_eq!(got, Some(again.clone()), "{}", s.backend());
+            assert_eq!(s.lockout(LockScope::Device, "other").unwrap(), None);
+            assert_eq!(
+                s.list_lockouts(None).unwrap(),
+                vec![again.clone(), ended.clone()]
+            );
+            assert_eq!(s.list_lockouts(Some(now())).unwrap(), vec![again]);
+            assert_eq!(
+                s.clear_lockouts(LockScope::Device, None, Some("ap1"))
+                    .unwrap(),
+                0
+            );
+            assert_eq!(
+                s.clear_lockouts(LockScope::Device, None, Some("ap2"))
+                    .unwrap(),
+                1
+            );
+            assert_eq!(
+                s.clear_lockouts(LockScope::Account, Some("1:a@b.c"), None)
+                    .unwrap(),
+                1
+            );
+            assert!(s.list_lockouts(None).unwrap().is_empty());
+        });
+    }
 }

@@ -8,7 +8,8 @@
 //! while the answers of its last batch are encoded and sent.
 //!
 //! The thread's connection waits at most [`BUSY_SLICE`] for the write lock at a time:
-//! while another process holds it (an admin's long import, the sqlite3 shell), the
+//! while another process holds it (an admin's long import, the sqlite3 shell, another
+//! server's batch on PostgreSQL), the
 //! writer keeps taking new writes, gives up those whose deadline passed (their login
 //! is refused in time for the NAS to hear it) and commits the rest the moment the lock
 //! frees.
@@ -16,6 +17,7 @@
 use super::batch::{BatchError, BatchWriter, each_in_savepoint};
 use super::facts::{BindOutcome, bind};
 use super::lockouts::LockoutRow;
+use super::sql::{Db, DbError};
 use super::{Store, StoreError};
 use crate::model::Mac;
 use chrono::{DateTime, Utc};
@@ -78,8 +80,7 @@ pub struct LoginWriter {
 impl LoginWriter {
     /// Starts the writer thread with its own connection to `store`.
     pub fn start(store: &Arc<Store>) -> Result<LoginWriter, StoreError> {
-        let conn = store.connect()?;
-        conn.busy_timeout(BUSY_SLICE).map_err(|e| store.sql(e))?;
+        let writer = BatchWriter::connect(store, Some(BUSY_SLICE))?;
         let (queue, jobs) = mpsc::sync_channel(QUEUE);
         let (finished, to_call) = mpsc::channel::<Vec<Finished>>();
         let store = store.clone();
@@ -102,7 +103,7 @@ impl LoginWriter {
             .map_err(thread("answers"))?;
         std::thread::Builder::new()
             .name("pinradius-logins".into())
-            .spawn(move || run(&store, BatchWriter::new(conn), jobs, &finished))
+            .spawn(move || run(&store, writer, jobs, &finished))
             .map_err(thread("login writer"))?;
         Ok(LoginWriter { queue })
     }
@@ -185,8 +186,8 @@ fn run(
             continue;
         }
         let started = Instant::now();
-        let written = writer.commit(store, pending.len(), |tx| {
-            each_in_savepoint(tx, &pending, |conn, job| apply(conn, &job.write))
+        let written = writer.commit(store, pending.len(), |db| {
+            each_in_savepoint(db, &pending, |db, job| apply(db, &job.write))
         });
         match written {
             Ok(results) => call(
@@ -211,20 +212,20 @@ fn run(
     }
 }
 
-fn apply(conn: &rusqlite::Connection, w: &LoginWrite) -> rusqlite::Result<Written> {
+fn apply(db: &mut dyn Db, w: &LoginWrite) -> Result<Written, DbError> {
     let mut out = Written::default();
     if let Some(b) = w.bind {
-        let outcome = bind(conn, b.token_id, b.mac, b.device_limit, w.now)?;
+        let outcome = bind(db, b.token_id, b.mac, b.device_limit, w.now)?;
         out.bound = Some(outcome);
         if outcome == BindOutcome::LimitReached {
             return Ok(out);
         }
     }
     if let Some(visitor_id) = w.check_in {
-        out.arrived_at = Some(super::people::check_in(conn, visitor_id, w.now)?);
+        out.arrived_at = Some(super::people::check_in(db, visitor_id, w.now)?);
     }
     for row in &w.locks {
-        super::lockouts::upsert(conn, row)?;
+        super::lockouts::upsert(db, row)?;
     }
     Ok(out)
 }

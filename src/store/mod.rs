@@ -1,11 +1,13 @@
-//! The only module with SQL. SQLite (bundled) in WAL mode so the admin CLI and the
-//! server share one file: readers never block the writer, and a change committed by
-//! `pinradius token revoke` is seen by the server's very next read (no cache).
+//! The only module with SQL. Two backends behind one [`Store`]: SQLite (bundled, one
+//! file, the default for a single server) and PostgreSQL (several servers sharing one
+//! database). The domain modules (tokens, people, facts, the ledger, ...) write their
+//! queries once against [`sql::Db`]; `sqlite/` and `postgres/` hold what differs:
+//! connecting, the schema, how a write transaction excludes other writers, errors.
 //!
-//! rusqlite is blocking: callers on the async side go through `spawn_blocking`.
+//! The store is blocking: callers on the async side go through `spawn_blocking`.
 //! Every multi-statement write is one transaction; writes that decide on what they
-//! read (device binding, code uniqueness) take the write lock up front
-//! (`BEGIN IMMEDIATE`) so two processes cannot both pass the check.
+//! read (device binding, code uniqueness) are write transactions ([`sql::TxKind`]),
+//! which exclude every other writer (other processes, other servers) until commit.
 
 pub(crate) mod batch;
 mod cache;
@@ -19,9 +21,11 @@ mod logins;
 mod people;
 mod platform;
 mod platform_people;
-mod schema;
+mod postgres;
+pub mod sql;
+mod sqlite;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 mod tokens;
 
 pub use batch::BatchError;
@@ -38,10 +42,11 @@ pub use people::VisitorTokenSettings;
 pub use platform::{Applied, SyncPass, SyncRow};
 pub use platform_people::{PlatformMember, PlatformVisitor};
 
-use rusqlite::{Connection, OpenFlags};
+use postgres::PgDb;
+use sql::{Db, DbError, DbErrorKind, TxKind};
+use sqlite::SqliteDb;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -50,11 +55,9 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("database {path}: {source}")]
-    Sqlite {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    /// A statement failed (`location` is filled in by [`Store`] on the way out).
+    #[error("database {location}: {source}")]
+    Database { location: String, source: DbError },
     #[error(
         "database {path} does not exist: `pinradius serve` creates it on first start, or run `pinradius db init`"
     )]
@@ -91,27 +94,108 @@ pub enum StoreError {
     },
 }
 
+impl From<DbError> for StoreError {
+    fn from(source: DbError) -> Self {
+        StoreError::Database {
+            location: String::new(),
+            source,
+        }
+    }
+}
+
+impl StoreError {
+    /// What a failed statement means, when this is one.
+    pub fn db_kind(&self) -> Option<DbErrorKind> {
+        match self {
+            StoreError::Database { source, .. } => Some(source.kind),
+            _ => None,
+        }
+    }
+}
+
 /// Connections kept open between calls; more are opened on demand under load.
 const IDLE_CONNECTIONS: usize = 8;
-/// How long a writer waits for another process's write lock before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A handle on the database file. Cheap to share (`Arc<Store>`); each call borrows a
+/// A connection of either backend.
+enum Conn {
+    Sqlite(SqliteDb),
+    /// Boxed: a client with its runtime and statement cache is several times larger.
+    Postgres(Box<PgDb>),
+}
+
+impl Conn {
+    fn db(&mut self) -> &mut dyn Db {
+        match self {
+            Conn::Sqlite(c) => c,
+            Conn::Postgres(c) => c.as_mut(),
+        }
+    }
+
+    /// A number that moves whenever what a login reads may have changed: SQLite's
+    /// `data_version` (any other connection's commit), PostgreSQL's newest change
+    /// number (any server's commit touching a login's facts).
+    fn version(&mut self) -> Result<i64, DbError> {
+        match self {
+            Conn::Sqlite(c) => c.data_version(),
+            Conn::Postgres(c) => c.newest_change(),
+        }
+    }
+
+    /// How long a write transaction waits for another's write lock before it fails
+    /// as busy (SQLite's busy timeout; PostgreSQL's `lock_timeout`).
+    fn set_lock_wait(&mut self, wait: std::time::Duration) -> Result<(), DbError> {
+        match self {
+            Conn::Sqlite(c) => c.set_busy_timeout(wait),
+            Conn::Postgres(c) => c.batch(&format!("SET lock_timeout = {}", wait.as_millis())),
+        }
+    }
+
+    /// Whether it may be used again (a PostgreSQL connection may have been lost).
+    fn reusable(&self) -> bool {
+        match self {
+            Conn::Sqlite(_) => true,
+            Conn::Postgres(c) => !c.is_closed(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Conn::Sqlite(_) => "Conn::Sqlite",
+            Conn::Postgres(_) => "Conn::Postgres",
+        })
+    }
+}
+
+/// Where the data is kept.
+#[derive(Debug)]
+enum Backend {
+    /// A file: `watch` notices it deleted, replaced or read-only (none in memory).
+    Sqlite {
+        watch: Option<health::FileWatch>,
+    },
+    Postgres {
+        config: Box<::postgres::Config>,
+    },
+}
+
+/// A handle on the database. Cheap to share (`Arc<Store>`); each call borrows a
 /// connection from a small pool, so concurrent calls from `spawn_blocking` threads
-/// run in parallel (WAL readers) or queue on SQLite's write lock (writers).
+/// run in parallel (readers) or queue on the write lock (writers).
 #[derive(Debug)]
 pub struct Store {
-    /// The database file, for error messages and for opening more connections.
+    /// The database file, or the PostgreSQL server and database (no password): for
+    /// messages, and the file for opening more connections.
     path: PathBuf,
+    backend: Backend,
     /// Idle connections; a call pops one (or opens one) and pushes it back.
-    idle: Mutex<Vec<Connection>>,
+    idle: Mutex<Vec<Conn>>,
     /// For an in-memory database: a connection held open for the store's life (the
     /// database vanishes with its last connection).
-    _keepalive: Option<Mutex<Connection>>,
+    _keepalive: Option<Mutex<Conn>>,
     /// Login facts served from memory while the database is unchanged.
     facts_cache: cache::FactsCache,
-    /// The file opened (none in memory), to notice it deleted, replaced or read-only.
-    watch: Option<health::FileWatch>,
     /// What the writers last found, and the writes they refused.
     health: health::Health,
 }
@@ -131,43 +215,118 @@ impl Store {
     /// Opens (creating if needed, mode 0600) and migrates the database at `path`
     /// (`serve` and `db init`). A database it cannot write to is an error.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let at = |source: DbError| StoreError::Database {
+            location: path.display().to_string(),
+            source,
+        };
         create_private_file(path)?;
         // Migrate first: the cache's probe connection must see the final schema.
-        let mut conn = connect(path)?;
+        let mut conn = SqliteDb::connect(path).map_err(at)?;
         let meta = std::fs::metadata(path).map_err(|source| StoreError::Open {
             path: path.to_path_buf(),
             source,
         })?;
-        if !health::writable(path, &meta)
-            || conn
-                .is_readonly(rusqlite::MAIN_DB)
-                .map_err(|source| StoreError::Sqlite {
-                    path: path.to_path_buf(),
-                    source,
-                })?
-        {
+        if !health::writable(path, &meta) || conn.is_readonly().map_err(at)? {
             return Err(StoreError::ReadOnly {
                 path: path.to_path_buf(),
             });
         }
-        schema::migrate(&mut conn).map_err(|e| StoreError::Migration {
+        conn.migrate().map_err(|e| StoreError::Migration {
             path: path.to_path_buf(),
             message: e,
         })?;
-        let store = Store {
+        let probe = SqliteDb::connect(path).map_err(at)?;
+        Ok(Store {
             path: path.to_path_buf(),
-            idle: Mutex::new(vec![conn]),
+            backend: Backend::Sqlite {
+                watch: Some(
+                    health::FileWatch::new(path).map_err(|source| StoreError::Open {
+                        path: path.to_path_buf(),
+                        source,
+                    })?,
+                ),
+            },
+            idle: Mutex::new(vec![Conn::Sqlite(conn)]),
             _keepalive: None,
-            facts_cache: cache::FactsCache::new(connect(path)?),
-            watch: Some(
-                health::FileWatch::new(path).map_err(|source| StoreError::Open {
-                    path: path.to_path_buf(),
-                    source,
-                })?,
-            ),
+            facts_cache: cache::FactsCache::new(Conn::Sqlite(probe)),
             health: health::Health::default(),
+        })
+    }
+
+    /// Opens the database `db` names for `serve` and `db init`: an SQLite file is
+    /// created if missing; PostgreSQL's schema is created or migrated.
+    pub fn open_database(db: &crate::model::Database) -> Result<Store, StoreError> {
+        match db {
+            crate::model::Database::File(path) => Self::open(path),
+            crate::model::Database::Postgres { url, password_file } => {
+                Self::open_postgres_url(url, password_file.as_deref())
+            }
+        }
+    }
+
+    /// Opens the database `db` names for the admin commands: an SQLite file must
+    /// exist already.
+    pub fn open_existing_database(db: &crate::model::Database) -> Result<Store, StoreError> {
+        match db {
+            crate::model::Database::File(path) => Self::open_existing(path),
+            db => Self::open_database(db),
+        }
+    }
+
+    /// What `check-config` says of the database, without changing it: `Err` for what
+    /// stops the server from keeping data, `Ok` with warnings otherwise. A PostgreSQL
+    /// database is connected to and its schema version read.
+    pub fn check_database(db: &crate::model::Database) -> Result<Vec<String>, String> {
+        let (url, password_file) = match db {
+            crate::model::Database::File(path) => return health::check_path(path),
+            crate::model::Database::Postgres { url, password_file } => (url, password_file),
         };
-        Ok(store)
+        let shown = crate::model::without_password(url);
+        let config =
+            postgres::config_for(url, password_file.as_deref(), &|k| std::env::var(k).ok())?;
+        let mut conn = PgDb::connect(&config).map_err(|e| format!("database {shown}: {e}"))?;
+        Ok(postgres::schema::check(&mut conn)
+            .map_err(|e| format!("database {shown}: {e}"))?
+            .into_iter()
+            .map(|w| format!("database {shown}: {w}"))
+            .collect())
+    }
+
+    fn open_postgres_url(url: &str, password_file: Option<&Path>) -> Result<Store, StoreError> {
+        let shown = crate::model::without_password(url);
+        let config = postgres::config_for(url, password_file, &|k| std::env::var(k).ok()).map_err(
+            |message| StoreError::Database {
+                location: shown.clone(),
+                source: DbError::other(message),
+            },
+        )?;
+        Self::open_postgres(config, &shown)
+    }
+
+    /// Connects to PostgreSQL with `config` and migrates its schema (`serve`, `db
+    /// init` and the admin commands alike: the database itself is the operator's).
+    /// `shown` names it in messages (server and database, never the password).
+    pub fn open_postgres(config: ::postgres::Config, shown: &str) -> Result<Store, StoreError> {
+        let at = |source: DbError| StoreError::Database {
+            location: shown.to_string(),
+            source,
+        };
+        let mut conn = PgDb::connect(&config).map_err(at)?;
+        conn.migrate().map_err(|e| StoreError::Migration {
+            path: PathBuf::from(shown),
+            message: e.to_string(),
+        })?;
+        let probe = PgDb::connect(&config).map_err(at)?;
+        Ok(Store {
+            path: PathBuf::from(shown),
+            backend: Backend::Postgres {
+                config: Box::new(config),
+            },
+            idle: Mutex::new(vec![Conn::Postgres(Box::new(conn))]),
+            _keepalive: None,
+            facts_cache: cache::FactsCache::new(Conn::Postgres(Box::new(probe))),
+            health: health::Health::default(),
+        })
     }
 
     /// A private in-memory database (shared between this store's connections only):
@@ -181,20 +340,29 @@ impl Store {
             std::process::id()
         );
         let path = PathBuf::from(uri);
-        let mut conn = connect(&path)?;
-        schema::migrate(&mut conn).map_err(|e| StoreError::Migration {
+        let at = |source: DbError| StoreError::Database {
+            location: "memory".into(),
+            source,
+        };
+        let mut conn = SqliteDb::connect(&path).map_err(at)?;
+        conn.migrate().map_err(|e| StoreError::Migration {
             path: path.clone(),
             message: e,
         })?;
-        let probe = connect(&path)?;
+        let probe = SqliteDb::connect(&path).map_err(at)?;
         Ok(Store {
             path,
+            backend: Backend::Sqlite { watch: None },
             idle: Mutex::new(Vec::new()),
-            _keepalive: Some(Mutex::new(conn)),
-            facts_cache: cache::FactsCache::new(probe),
-            watch: None,
+            _keepalive: Some(Mutex::new(Conn::Sqlite(conn))),
+            facts_cache: cache::FactsCache::new(Conn::Sqlite(probe)),
             health: health::Health::default(),
         })
+    }
+
+    /// Whether the data is on PostgreSQL (shared with other servers).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres { .. })
     }
 
     /// Now, as the point a request's reads must be at least as fresh as: take it when
@@ -203,18 +371,21 @@ impl Store {
         self.facts_cache.read_point()
     }
 
-    /// The database's version (SQLite's `data_version`) as of a probe started after
-    /// `point`: it moves with every commit, so equal versions mean nothing changed.
+    /// The database's version as of a probe started after `point`: it moves with
+    /// every commit that may change a login's facts, so equal versions mean nothing
+    /// changed.
     pub fn data_version(&self, point: ReadPoint) -> Result<i64, StoreError> {
         self.facts_cache.version_after(point, self)
     }
 
     /// Whether the file at the database's path is still the one opened, and
-    /// writable (always fine in memory).
+    /// writable (always fine in memory and on PostgreSQL, whose state the writes
+    /// tell).
     pub fn file_state(&self) -> health::FileState {
-        self.watch
-            .as_ref()
-            .map_or(health::FileState::Fine, health::FileWatch::check)
+        match &self.backend {
+            Backend::Sqlite { watch: Some(w) } => w.check(),
+            _ => health::FileState::Fine,
+        }
     }
 
     /// What the writers last found, and the writes they refused.
@@ -227,67 +398,86 @@ impl Store {
         self.facts_cache.misses()
     }
 
+    /// The database file, or the PostgreSQL server and database.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    pub(crate) fn connect(&self) -> Result<Connection, StoreError> {
-        connect(&self.path)
-    }
-
-    /// Runs `f` with a pooled connection.
-    fn with_conn<T>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut conn = match pooled {
-            Some(c) => c,
+    /// A new connection of the store's backend (the writer threads keep their own).
+    fn connect(&self) -> Result<Conn, StoreError> {
+        match &self.backend {
             // A new connection opens whatever file is at the path now: not another
             // file than the one the store has open (replaced under a running server).
-            None if self.file_state() == health::FileState::Replaced => {
+            Backend::Sqlite { .. } if self.file_state() == health::FileState::Replaced => {
                 return Err(StoreError::Replaced {
                     path: self.path.clone(),
                 });
             }
+            Backend::Sqlite { .. } => SqliteDb::connect(&self.path).map(Conn::Sqlite),
+            Backend::Postgres { config } => {
+                PgDb::connect(config).map(|c| Conn::Postgres(Box::new(c)))
+            }
+        }
+        .map_err(|e| self.located(e.into()))
+    }
+
+    /// Runs `f` with a pooled connection (statements outside a transaction commit one
+    /// by one).
+    pub(crate) fn with_db<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Db) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut conn = match pooled {
+            Some(c) => c,
             None => self.connect()?,
         };
-        let result = f(&mut conn);
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < IDLE_CONNECTIONS {
-            idle.push(conn);
+        let result = f(conn.db());
+        if conn.reusable() {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < IDLE_CONNECTIONS {
+                idle.push(conn);
+            }
         }
-        result
+        result.map_err(|e| self.located(e))
     }
 
-    fn sql(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
+    /// Runs `f` in a read transaction: its reads agree with each other.
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Db) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.with_db(|db| sql::transaction(db, TxKind::Read, f))
+    }
+
+    /// Runs `f` in a write transaction, which excludes every other writer (see
+    /// [`TxKind::Write`]) and commits when `f` returns `Ok`.
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Db) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.with_db(|db| sql::transaction(db, TxKind::Write, f))
+    }
+
+    /// Runs one statement outside the store's rules: for tests and tools that stand
+    /// in for an operator's own SQL.
+    #[doc(hidden)]
+    pub fn execute_sql(&self, sql: &str, args: &sql::Args<'_>) -> Result<u64, StoreError> {
+        self.with_db(|db| Ok(db.execute(sql, args)?))
+    }
+
+    /// A statement's error with the database named.
+    fn located(&self, e: StoreError) -> StoreError {
+        match e {
+            StoreError::Database { location, source } if location.is_empty() => {
+                StoreError::Database {
+                    location: self.path.display().to_string(),
+                    source,
+                }
+            }
+            e => e,
         }
     }
-}
-
-/// Opens a connection with the pragmas every connection uses.
-fn connect(path: &Path) -> Result<Connection, StoreError> {
-    let sql = |source| StoreError::Sqlite {
-        path: path.to_path_buf(),
-        source,
-    };
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_URI;
-    let conn = Connection::open_with_flags(path, flags).map_err(sql)?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
-    // WAL: concurrent readers with one writer across processes. synchronous=FULL:
-    // a commit is on disk before it returns, as an acknowledged write must be.
-    // mmap: pages of the database file are read in place instead of copied by a
-    // system call per page (WAL frames are still read by call).
-    conn.execute_batch(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA mmap_size=268435456;",
-    )
-    .map_err(sql)?;
-    Ok(conn)
 }
 
 /// Stored times are INTEGER milliseconds since the Unix epoch, UTC.

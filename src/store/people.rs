@@ -1,13 +1,14 @@
 //! Visitors and customers. Every write that creates or changes a PIN checks the code
-//! against tokens, visitors and customers of the business inside its own
-//! `BEGIN IMMEDIATE` transaction (SPEC 1: one code, one owner), so two admin commands
-//! racing for one code cannot both succeed.
+//! against tokens, visitors and customers of the business inside its own write
+//! transaction (SPEC 1: one code, one owner), which excludes every other writer, on
+//! every server sharing the database: two admin commands racing for one code cannot
+//! both succeed.
 
-use super::tokens::{Fail, code_owner, ensure_code_free, insert_token};
+use super::sql::{Db, DbError, Row};
+use super::tokens::{code_owner, ensure_code_free, insert_token};
 use super::{Store, StoreError, from_ms, ms};
 use crate::model::{Customer, NewAccessToken, NewCustomer, NewVisitor, Visitor};
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 /// Random draws before concluding the PIN space is (nearly) full.
 const PIN_DRAWS: usize = 64;
@@ -22,15 +23,15 @@ pub struct VisitorTokenSettings {
 const VISITOR_COLUMNS: &str = "v.id, v.guid, v.business_id, v.name, v.email, v.expected_arrival, v.arrived_at, v.pin, v.created_at, \
      (SELECT t.id FROM access_tokens t WHERE t.visitor_guid = v.guid AND t.business_id = v.business_id AND t.access_code = v.pin)";
 
-fn read_visitor(r: &Row<'_>) -> rusqlite::Result<Visitor> {
+fn read_visitor(r: &Row) -> Result<Visitor, DbError> {
     Ok(Visitor {
         id: r.get(0)?,
         guid: r.get(1)?,
         business_id: r.get(2)?,
         name: r.get(3)?,
         email: r.get(4)?,
-        expected_arrival: r.get::<_, Option<i64>>(5)?.map(from_ms),
-        arrived_at: r.get::<_, Option<i64>>(6)?.map(from_ms),
+        expected_arrival: r.get::<Option<i64>>(5)?.map(from_ms),
+        arrived_at: r.get::<Option<i64>>(6)?.map(from_ms),
         pin: r.get(7)?,
         created_at: from_ms(r.get(8)?),
         token_id: r.get(9)?,
@@ -40,7 +41,7 @@ fn read_visitor(r: &Row<'_>) -> rusqlite::Result<Visitor> {
 const CUSTOMER_COLUMNS: &str = "c.id, c.business_id, c.name, c.email, c.pin, c.active, c.created_at, \
      (SELECT t.id FROM access_tokens t WHERE t.customer_id = c.id)";
 
-fn read_customer(r: &Row<'_>) -> rusqlite::Result<Customer> {
+fn read_customer(r: &Row) -> Result<Customer, DbError> {
     Ok(Customer {
         id: r.get(0)?,
         business_id: r.get(1)?,
@@ -49,65 +50,66 @@ fn read_customer(r: &Row<'_>) -> rusqlite::Result<Customer> {
         pin: r.get(4)?,
         active: r.get(5)?,
         created_at: from_ms(r.get(6)?),
-        token_id: r.get::<_, Option<i64>>(7)?.unwrap_or(0),
+        token_id: r.get::<Option<i64>>(7)?.unwrap_or(0),
     })
+}
+
+/// Whether `code` is one of the 100,000 five-digit PINs.
+fn is_pin(code: &str) -> bool {
+    code.len() == 5 && code.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Draws PINs until one is free in the business. Past [`PIN_DRAWS`] collisions the
 /// space is nearly full, and the error says how full instead of looping on.
 fn draw_pin(
-    conn: &Connection,
+    db: &mut dyn Db,
     business_id: i64,
     draw: &mut dyn FnMut() -> String,
-) -> Result<String, Fail> {
+) -> Result<String, StoreError> {
     for _ in 0..PIN_DRAWS {
         let pin = draw();
-        if code_owner(conn, business_id, &pin)?.is_none() {
+        if code_owner(db, business_id, &pin)?.is_none() {
             return Ok(pin);
         }
     }
-    let used: i64 = conn
-        .prepare_cached(
-            "SELECT count(*) FROM (SELECT access_code AS c FROM access_tokens WHERE business_id = ?1 \
-             UNION SELECT pin FROM visitors WHERE business_id = ?1 UNION SELECT pin FROM customers WHERE business_id = ?1) \
-             WHERE c GLOB '[0-9][0-9][0-9][0-9][0-9]'",
-        )?
-        .query_row(params![business_id], |r| r.get(0))?;
-    Err(Fail::Store(StoreError::PinSpaceFull { business_id, used }))
+    // Counted here rather than in SQL (PostgreSQL has no GLOB): this path is rare and
+    // reads one business's codes once.
+    let codes = db.query(
+        "SELECT access_code FROM access_tokens WHERE business_id = $1 \
+         UNION SELECT pin FROM visitors WHERE business_id = $1 \
+         UNION SELECT pin FROM customers WHERE business_id = $1",
+        &[&business_id],
+    )?;
+    let mut used = 0;
+    for row in &codes {
+        if is_pin(&row.get::<String>(0)?) {
+            used += 1;
+        }
+    }
+    Err(StoreError::PinSpaceFull { business_id, used })
 }
 
-pub(super) fn visitor_by_guid(conn: &Connection, guid: &str) -> rusqlite::Result<Option<Visitor>> {
-    conn.prepare_cached(&format!(
-        "SELECT {VISITOR_COLUMNS} FROM visitors v WHERE v.guid = ?1"
-    ))?
-    .query_row(params![guid], read_visitor)
-    .optional()
+pub(super) fn visitor_by_guid(db: &mut dyn Db, guid: &str) -> Result<Option<Visitor>, DbError> {
+    db.query_opt(
+        &format!("SELECT {VISITOR_COLUMNS} FROM visitors v WHERE v.guid = $1"),
+        &[&guid],
+    )?
+    .as_ref()
+    .map(read_visitor)
+    .transpose()
 }
 
-pub(super) fn customer_by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<Customer>> {
-    conn.prepare_cached(&format!(
-        "SELECT {CUSTOMER_COLUMNS} FROM customers c WHERE c.id = ?1"
-    ))?
-    .query_row(params![id], read_customer)
-    .optional()
+pub(super) fn customer_by_id(db: &mut dyn Db, id: i64) -> Result<Option<Customer>, DbError> {
+    db.query_opt(
+        &format!("SELECT {CUSTOMER_COLUMNS} FROM customers c WHERE c.id = $1"),
+        &[&id],
+    )?
+    .as_ref()
+    .map(read_customer)
+    .transpose()
 }
 
 impl Store {
-    /// Runs `f` in a `BEGIN IMMEDIATE` transaction and commits when it succeeds.
-    pub(super) fn write<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, Fail>,
-    ) -> Result<T, StoreError> {
-        self.with_conn(|conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| self.sql(e))?;
-            let value = f(&tx).map_err(|e| self.sql_or(e))?;
-            tx.commit().map_err(|e| self.sql(e))?;
-            Ok(value)
-        })
-    }
-
     /// Registers a visitor with a fresh PIN (from `draw`) and, when `token` is given,
     /// the visitor's access token (code = PIN), all in one transaction.
     pub fn register_visitor(
@@ -118,12 +120,21 @@ impl Store {
         now: DateTime<Utc>,
         draw: &mut dyn FnMut() -> String,
     ) -> Result<Visitor, StoreError> {
-        self.write(|tx| {
-            let pin = draw_pin(tx, visitor.business_id, draw)?;
-            tx.prepare_cached(
-                "INSERT INTO visitors (guid, business_id, name, email, expected_arrival, pin, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![guid, visitor.business_id, visitor.name, visitor.email, visitor.expected_arrival.map(ms), pin, ms(now)])?;
+        self.write(|db| {
+            let pin = draw_pin(db, visitor.business_id, draw)?;
+            db.execute(
+                "INSERT INTO visitors (guid, business_id, name, email, expected_arrival, pin, \
+                 created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &guid,
+                    &visitor.business_id,
+                    &visitor.name,
+                    &visitor.email,
+                    &visitor.expected_arrival.map(ms),
+                    &pin,
+                    &ms(now),
+                ],
+            )?;
             if let Some(settings) = token {
                 let t = NewAccessToken {
                     business_id: visitor.business_id,
@@ -134,22 +145,27 @@ impl Store {
                     visitor_guid: Some(guid.to_string()),
                     ..Default::default()
                 };
-                insert_token(tx, &t, None, now)?;
+                insert_token(db, &t, None, now)?;
             }
-            visitor_by_guid(tx, guid)?.ok_or_else(|| Fail::Store(StoreError::NotFound { what: "visitor", id: guid.into() }))
+            visitor_by_guid(db, guid)?.ok_or_else(|| StoreError::NotFound {
+                what: "visitor",
+                id: guid.into(),
+            })
         })
     }
 
     pub fn visitor(&self, guid: &str) -> Result<Option<Visitor>, StoreError> {
-        self.with_conn(|conn| visitor_by_guid(conn, guid).map_err(|e| self.sql(e)))
+        self.with_db(|db| Ok(visitor_by_guid(db, guid)?))
     }
 
     pub fn list_visitors(&self, business_id: Option<i64>) -> Result<Vec<Visitor>, StoreError> {
-        self.with_conn(|conn| {
-            let sql = format!("SELECT {VISITOR_COLUMNS} FROM visitors v WHERE (?1 IS NULL OR v.business_id = ?1) ORDER BY v.id");
-            conn.prepare_cached(&sql)
-                .and_then(|mut s| s.query_map(params![business_id], read_visitor)?.collect())
-                .map_err(|e| self.sql(e))
+        self.with_db(|db| {
+            let sql = format!(
+                "SELECT {VISITOR_COLUMNS} FROM visitors v \
+                 WHERE (CAST($1 AS BIGINT) IS NULL OR v.business_id = $1) ORDER BY v.id"
+            );
+            let rows = db.query(&sql, &[&business_id])?;
+            Ok(rows.iter().map(read_visitor).collect::<Result<_, _>>()?)
         })
     }
 
@@ -159,14 +175,14 @@ impl Store {
         guid: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.write(|tx| {
-            let v = visitor_by_guid(tx, guid)?.ok_or_else(|| StoreError::NotFound {
+        self.write(|db| {
+            let v = visitor_by_guid(db, guid)?.ok_or_else(|| StoreError::NotFound {
                 what: "visitor",
                 id: guid.into(),
             })?;
-            tx.execute(
-                "UPDATE visitors SET arrived_at = ?2 WHERE id = ?1",
-                params![v.id, ms(at)],
+            db.execute(
+                "UPDATE visitors SET arrived_at = $2 WHERE id = $1",
+                &[&v.id, &ms(at)],
             )?;
             Ok(v.arrived_at)
         })
@@ -175,24 +191,22 @@ impl Store {
     /// Deletes a visitor and the visitor's tokens (they stop working at once).
     /// Returns false when there was no such visitor.
     pub fn delete_visitor(&self, guid: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.write(|tx| {
-            let Some(v) = visitor_by_guid(tx, guid)? else {
+        self.write(|db| {
+            let Some(v) = visitor_by_guid(db, guid)? else {
                 return Ok(false);
             };
-            for token in tx
-                .prepare_cached(
-                    "SELECT id FROM access_tokens WHERE visitor_guid = ?1 AND business_id = ?2",
-                )?
-                .query_map(params![v.guid, v.business_id], |r| r.get::<_, i64>(0))?
-                .collect::<Result<Vec<_>, _>>()?
-            {
-                super::disconnects::queue_for_token(tx, token, "deleted", now)?;
-            }
-            tx.execute(
-                "DELETE FROM access_tokens WHERE visitor_guid = ?1 AND business_id = ?2",
-                params![v.guid, v.business_id],
+            let tokens = db.query(
+                "SELECT id FROM access_tokens WHERE visitor_guid = $1 AND business_id = $2",
+                &[&v.guid, &v.business_id],
             )?;
-            tx.execute("DELETE FROM visitors WHERE id = ?1", params![v.id])?;
+            for token in &tokens {
+                super::disconnects::queue_for_token(db, token.get(0)?, "deleted", now)?;
+            }
+            db.execute(
+                "DELETE FROM access_tokens WHERE visitor_guid = $1 AND business_id = $2",
+                &[&v.guid, &v.business_id],
+            )?;
+            db.execute("DELETE FROM visitors WHERE id = $1", &[&v.id])?;
             Ok(true)
         })
     }
@@ -207,17 +221,27 @@ impl Store {
         now: DateTime<Utc>,
         draw: &mut dyn FnMut() -> String,
     ) -> Result<Customer, StoreError> {
-        self.write(|tx| {
+        self.write(|db| {
             let pin = match pin {
                 Some(p) => {
-                    ensure_code_free(tx, customer.business_id, p)?;
+                    ensure_code_free(db, customer.business_id, p)?;
                     p.to_string()
                 }
-                None => draw_pin(tx, customer.business_id, draw)?,
+                None => draw_pin(db, customer.business_id, draw)?,
             };
-            tx.prepare_cached("INSERT INTO customers (business_id, name, email, pin, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")?
-                .execute(params![customer.business_id, customer.name, customer.email, pin, ms(now)])?;
-            let id = tx.last_insert_rowid();
+            let id: i64 = db
+                .query_one(
+                    "INSERT INTO customers (business_id, name, email, pin, created_at) \
+                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                    &[
+                        &customer.business_id,
+                        &customer.name,
+                        &customer.email,
+                        &pin,
+                        &ms(now),
+                    ],
+                )?
+                .get(0)?;
             let t = NewAccessToken {
                 business_id: customer.business_id,
                 access_code: pin,
@@ -225,21 +249,26 @@ impl Store {
                 description: Some(format!("Customer {}", customer.name)),
                 ..Default::default()
             };
-            insert_token(tx, &t, Some(id), now)?;
-            customer_by_id(tx, id)?.ok_or_else(|| Fail::Store(StoreError::NotFound { what: "customer", id: id.to_string() }))
+            insert_token(db, &t, Some(id), now)?;
+            customer_by_id(db, id)?.ok_or_else(|| StoreError::NotFound {
+                what: "customer",
+                id: id.to_string(),
+            })
         })
     }
 
     pub fn customer(&self, id: i64) -> Result<Option<Customer>, StoreError> {
-        self.with_conn(|conn| customer_by_id(conn, id).map_err(|e| self.sql(e)))
+        self.with_db(|db| Ok(customer_by_id(db, id)?))
     }
 
     pub fn list_customers(&self, business_id: Option<i64>) -> Result<Vec<Customer>, StoreError> {
-        self.with_conn(|conn| {
-            let sql = format!("SELECT {CUSTOMER_COLUMNS} FROM customers c WHERE (?1 IS NULL OR c.business_id = ?1) ORDER BY c.id");
-            conn.prepare_cached(&sql)
-                .and_then(|mut s| s.query_map(params![business_id], read_customer)?.collect())
-                .map_err(|e| self.sql(e))
+        self.with_db(|db| {
+            let sql = format!(
+                "SELECT {CUSTOMER_COLUMNS} FROM customers c \
+                 WHERE (CAST($1 AS BIGINT) IS NULL OR c.business_id = $1) ORDER BY c.id"
+            );
+            let rows = db.query(&sql, &[&business_id])?;
+            Ok(rows.iter().map(read_customer).collect::<Result<_, _>>()?)
         })
     }
 
@@ -251,30 +280,23 @@ impl Store {
         pin: &str,
         now: DateTime<Utc>,
     ) -> Result<Customer, StoreError> {
-        self.write(|tx| {
-            let c = customer_by_id(tx, id)?.ok_or_else(|| StoreError::NotFound {
-                what: "customer",
-                id: id.to_string(),
-            })?;
+        let not_found = || StoreError::NotFound {
+            what: "customer",
+            id: id.to_string(),
+        };
+        self.write(|db| {
+            let c = customer_by_id(db, id)?.ok_or_else(not_found)?;
             if c.pin != pin {
-                ensure_code_free(tx, c.business_id, pin)?;
-                tx.execute(
-                    "UPDATE customers SET pin = ?2 WHERE id = ?1",
-                    params![id, pin],
-                )?;
-                tx.execute(
-                    "UPDATE access_tokens SET access_code = ?2 WHERE customer_id = ?1",
-                    params![id, pin],
+                ensure_code_free(db, c.business_id, pin)?;
+                db.execute("UPDATE customers SET pin = $2 WHERE id = $1", &[&id, &pin])?;
+                db.execute(
+                    "UPDATE access_tokens SET access_code = $2 WHERE customer_id = $1",
+                    &[&id, &pin],
                 )?;
                 // Sessions logged in with the old PIN end with it.
-                queue_customer_disconnects(tx, id, "pin_changed", now)?;
+                queue_customer_disconnects(db, id, "pin_changed", now)?;
             }
-            customer_by_id(tx, id)?.ok_or_else(|| {
-                Fail::Store(StoreError::NotFound {
-                    what: "customer",
-                    id: id.to_string(),
-                })
-            })
+            customer_by_id(db, id)?.ok_or_else(not_found)
         })
     }
 
@@ -285,20 +307,20 @@ impl Store {
         active: bool,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.write(|tx| {
-            let c = customer_by_id(tx, id)?.ok_or_else(|| StoreError::NotFound {
+        self.write(|db| {
+            let c = customer_by_id(db, id)?.ok_or_else(|| StoreError::NotFound {
                 what: "customer",
                 id: id.to_string(),
             })?;
             if c.active == active {
                 return Ok(false);
             }
-            tx.execute(
-                "UPDATE customers SET active = ?2 WHERE id = ?1",
-                params![id, active],
+            db.execute(
+                "UPDATE customers SET active = $2 WHERE id = $1",
+                &[&id, &active],
             )?;
             if !active {
-                queue_customer_disconnects(tx, id, "deactivated", now)?;
+                queue_customer_disconnects(db, id, "deactivated", now)?;
             }
             Ok(true)
         })
@@ -307,17 +329,17 @@ impl Store {
 
 /// Queues disconnects for the open sessions of a customer's token.
 pub(super) fn queue_customer_disconnects(
-    tx: &Connection,
+    db: &mut dyn Db,
     customer_id: i64,
     reason: &str,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
-    let token: Option<i64> = tx
-        .prepare_cached("SELECT id FROM access_tokens WHERE customer_id = ?1")?
-        .query_row(params![customer_id], |r| r.get(0))
-        .optional()?;
+) -> Result<(), DbError> {
+    let token = db.query_opt(
+        "SELECT id FROM access_tokens WHERE customer_id = $1",
+        &[&customer_id],
+    )?;
     if let Some(token) = token {
-        super::disconnects::queue_for_token(tx, token, reason, now)?;
+        super::disconnects::queue_for_token(db, token.get(0)?, reason, now)?;
     }
     Ok(())
 }
@@ -326,32 +348,28 @@ pub(super) fn queue_customer_disconnects(
 /// writer) unless an arrival is recorded; returns the arrival that stands, so a racing
 /// second login uses the first one's.
 pub(super) fn check_in(
-    conn: &Connection,
+    db: &mut dyn Db,
     visitor_id: i64,
     now: DateTime<Utc>,
-) -> rusqlite::Result<DateTime<Utc>> {
-    conn.prepare_cached(
-        "UPDATE visitors SET arrived_at = ?2 WHERE id = ?1 AND arrived_at IS NULL",
-    )?
-    .execute(params![visitor_id, ms(now)])?;
-    let arrived: Option<i64> = conn
-        .prepare_cached("SELECT arrived_at FROM visitors WHERE id = ?1")?
-        .query_row(params![visitor_id], |r| r.get(0))
-        .optional()?
-        .flatten();
+) -> Result<DateTime<Utc>, DbError> {
+    db.execute(
+        "UPDATE visitors SET arrived_at = $2 WHERE id = $1 AND arrived_at IS NULL",
+        &[&visitor_id, &ms(now)],
+    )?;
+    let arrived = match db.query_opt(
+        "SELECT arrived_at FROM visitors WHERE id = $1",
+        &[&visitor_id],
+    )? {
+        Some(row) => row.get::<Option<i64>>(0)?,
+        None => None,
+    };
     Ok(arrived.map(from_ms).unwrap_or(now))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("t.db")).unwrap();
-        (dir, s)
-    }
+    use crate::store::testing::on_each_backend;
 
     fn visitor(business_id: i64) -> NewVisitor {
         NewVisitor {
@@ -368,118 +386,165 @@ mod tests {
 
     #[test]
     fn one_code_one_owner_across_tokens_visitors_and_customers() {
-        let (_d, s) = store();
-        let now = Utc::now();
-        let v = s
-            .register_visitor(&visitor(1), "g-1", SETTINGS, now, &mut || "11111".into())
-            .unwrap();
-        assert_eq!(v.pin, "11111");
-        assert!(v.token_id.is_some());
-        // A token, a customer, another visitor: all refused the visitor's PIN.
-        let t = NewAccessToken {
-            business_id: 1,
-            access_code: "11111".into(),
-            minutes_included: 5,
-            ..Default::default()
-        };
-        assert!(matches!(
-            s.create_token(&t, now),
-            Err(StoreError::CodeTaken { .. })
-        ));
-        let e = s.create_customer(
-            &NewCustomer {
+        on_each_backend(|s| {
+            let now = Utc::now();
+            let v = s
+                .register_visitor(&visitor(1), "g-1", SETTINGS, now, &mut || "11111".into())
+                .unwrap();
+            assert_eq!(v.pin, "11111");
+            assert!(v.token_id.is_some());
+            // A token, a customer, another visitor: all refused the visitor's PIN.
+            let t = NewAccessToken {
                 business_id: 1,
-                name: "B".into(),
-                email: None,
-            },
-            Some("11111"),
-            1440,
-            now,
-            &mut || "x".into(),
-        );
-        assert!(matches!(e, Err(StoreError::CodeTaken { .. })));
-        // A full draw sequence of taken PINs ends in a clear error, not a loop.
-        let e = s
-            .register_visitor(&visitor(1), "g-2", SETTINGS, now, &mut || "11111".into())
-            .unwrap_err();
-        assert!(e.to_string().contains("nearly full: 1 of 100000"), "{e}");
-        // Other businesses are separate code spaces.
-        s.register_visitor(&visitor(2), "g-3", SETTINGS, now, &mut || "11111".into())
-            .unwrap();
-        // A customer's new PIN may not take a token's code either.
-        let c = s
-            .create_customer(
+                access_code: "11111".into(),
+                minutes_included: 5,
+                ..Default::default()
+            };
+            assert!(matches!(
+                s.create_token(&t, now),
+                Err(StoreError::CodeTaken { .. })
+            ));
+            let e = s.create_customer(
                 &NewCustomer {
                     business_id: 1,
-                    name: "C".into(),
+                    name: "B".into(),
                     email: None,
                 },
-                None,
+                Some("11111"),
                 1440,
                 now,
-                &mut || "22222".into(),
-            )
-            .unwrap();
-        assert!(matches!(
-            s.set_customer_pin(c.id, "11111", Utc::now()),
-            Err(StoreError::CodeTaken { .. })
-        ));
-        assert_eq!(
-            s.set_customer_pin(c.id, "33333", Utc::now()).unwrap().pin,
-            "33333"
-        );
-        assert_eq!(
-            s.tokens_by_code("33333", Some(1)).unwrap()[0].customer_id,
-            Some(c.id)
-        );
-        assert!(s.tokens_by_code("22222", Some(1)).unwrap().is_empty());
+                &mut || "x".into(),
+            );
+            assert!(matches!(e, Err(StoreError::CodeTaken { .. })));
+            // A full draw sequence of taken PINs ends in a clear error, not a loop.
+            let e = s
+                .register_visitor(&visitor(1), "g-2", SETTINGS, now, &mut || "11111".into())
+                .unwrap_err();
+            assert!(e.to_string().contains("nearly full: 1 of 100000"), "{e}");
+            // Other businesses are separate code spaces.
+            s.register_visitor(&visitor(2), "g-3", SETTINGS, now, &mut || "11111".into())
+                .unwrap();
+            // A customer's new PIN may not take a token's code either.
+            let c = s
+                .create_customer(
+                    &NewCustomer {
+                        business_id: 1,
+                        name: "C".into(),
+                        email: None,
+                    },
+                    None,
+                    1440,
+                    now,
+                    &mut || "22222".into(),
+                )
+                .unwrap();
+            assert!(matches!(
+                s.set_customer_pin(c.id, "11111", Utc::now()),
+                Err(StoreError::CodeTaken { .. })
+            ));
+            assert_eq!(
+                s.set_customer_pin(c.id, "33333", Utc::now()).unwrap().pin,
+                "33333"
+            );
+            assert_eq!(
+                s.tokens_by_code("33333", Some(1)).unwrap()[0].customer_id,
+                Some(c.id)
+            );
+            assert!(s.tokens_by_code("22222", Some(1)).unwrap().is_empty());
+        });
+    }
+
+    #[test]
+    fn pin_space_counts_only_five_digit_codes_once() {
+        on_each_backend(|s| {
+            let now = Utc::now();
+            s.register_visitor(&visitor(1), "g-1", SETTINGS, now, &mut || "11111".into())
+                .unwrap();
+            for code in ["22222", "abcde", "123456", "1234"] {
+                s.create_token(&crate::store::testing::new(code), now)
+                    .unwrap();
+            }
+            // Another business's PINs are not this one's.
+            s.register_visitor(&visitor(2), "g-2", None, now, &mut || "33333".into())
+                .unwrap();
+            let e = s
+                .register_visitor(&visitor(1), "g-3", None, now, &mut || "22222".into())
+                .unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    StoreError::PinSpaceFull {
+                        business_id: 1,
+                        used: 2
+                    }
+                ),
+                "{}: {e}",
+                s.backend()
+            );
+        });
     }
 
     #[test]
     fn registered_without_tokens_then_again_with() {
-        let (_d, s) = store();
-        let now = Utc::now();
-        let v = s
-            .register_visitor(&visitor(1), "g-1", None, now, &mut || "44444".into())
-            .unwrap();
-        assert_eq!(v.token_id, None);
-        assert!(s.tokens_by_code("44444", None).unwrap().is_empty());
-        let again = s
-            .register_visitor(&visitor(1), "g-2", SETTINGS, now, &mut || "55555".into())
-            .unwrap();
-        assert!(again.token_id.is_some());
-        assert!(s.delete_visitor("g-2", Utc::now()).unwrap());
-        assert!(
-            s.tokens_by_code("55555", None).unwrap().is_empty(),
-            "deleting the visitor deletes the token"
-        );
-        assert!(!s.delete_visitor("g-2", Utc::now()).unwrap());
+        on_each_backend(|s| {
+            let now = Utc::now();
+            let v = s
+                .register_visitor(&visitor(1), "g-1", None, now, &mut || "44444".into())
+                .unwrap();
+            assert_eq!(v.token_id, None);
+            assert!(s.tokens_by_code("44444", None).unwrap().is_empty());
+            let again = s
+                .register_visitor(&visitor(1), "g-2", SETTINGS, now, &mut || "55555".into())
+                .unwrap();
+            assert!(again.token_id.is_some());
+            assert!(s.delete_visitor("g-2", Utc::now()).unwrap());
+            assert!(
+                s.tokens_by_code("55555", None).unwrap().is_empty(),
+                "deleting the visitor deletes the token"
+            );
+            assert!(!s.delete_visitor("g-2", Utc::now()).unwrap());
+        });
     }
 
     #[test]
     fn concurrent_customers_racing_for_one_pin_one_wins() {
-        let (_d, s) = store();
-        let s = Arc::new(s);
-        let handles: Vec<_> = (0..8)
-            .map(|i| {
-                let s = s.clone();
-                std::thread::spawn(move || {
-                    let c = NewCustomer {
-                        business_id: 1,
-                        name: format!("c{i}"),
-                        email: None,
-                    };
-                    s.create_customer(&c, Some("77777"), 1440, Utc::now(), &mut || unreachable!())
-                        .is_ok()
-                })
-            })
-            .collect();
-        let wins = handles
-            .into_iter()
-            .filter(|_| true)
-            .map(|h| h.join().unwrap())
-            .filter(|ok| *ok)
-            .count();
-        assert_eq!(wins, 1);
+        on_each_backend(|s| {
+            // Each thread on a store of its own: other processes, or other servers.
+            let stores: Vec<Store> = (0..8).map(|_| s.another()).collect();
+            let results: Vec<_> = std::thread::scope(|scope| {
+                let handles: Vec<_> = stores
+                    .iter()
+                    .enumerate()
+                    .map(|(i, store)| {
+                        scope.spawn(move || {
+                            let c = NewCustomer {
+                                business_id: 1,
+                                name: format!("c{i}"),
+                                email: None,
+                            };
+                            store.create_customer(
+                                &c,
+                                Some("77777"),
+                                1440,
+                                Utc::now(),
+                                &mut || unreachable!(),
+                            )
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let wins = results.iter().filter(|r| r.is_ok()).count();
+            // The losers saw the winner's PIN (their check waited for its commit), not
+            // a failed insert.
+            for r in &results {
+                assert!(
+                    matches!(r, Ok(_) | Err(StoreError::CodeTaken { .. })),
+                    "{}: {r:?}",
+                    s.backend()
+                );
+            }
+            assert_eq!(wins, 1, "{}", s.backend());
+        });
     }
 }

@@ -3,11 +3,11 @@
 //! One code, one owner still holds: a platform record whose code a local record
 //! already owns is a clash, counted and left alone, never an overwrite.
 
-use super::tokens::{Fail, code_owner, insert_token, token_in, update_token_in};
+use super::sql::{Db, DbError};
+use super::tokens::{code_owner, insert_token, token_in, update_token_in};
 use super::{Store, StoreError, from_ms, ms};
 use crate::model::NewAccessToken;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
 
 /// What applying one platform record did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,22 +53,26 @@ pub(super) const COWORKERS: &str = "coworkers";
 pub(super) const VISITORS: &str = "visitors";
 
 /// The local record a platform record became: (local id, token id).
+pub(super) type Link = (Option<String>, Option<i64>);
+
+/// The local record a platform record became, if it was applied here.
 pub(super) fn linked(
-    tx: &Connection,
+    db: &mut dyn Db,
     entity: &str,
     platform_id: i64,
-) -> rusqlite::Result<Option<(Option<String>, Option<i64>)>> {
-    tx.prepare_cached(
-        "SELECT local_id, token_id FROM platform_links WHERE entity = ?1 AND platform_id = ?2",
+) -> Result<Option<Link>, DbError> {
+    db.query_opt(
+        "SELECT local_id, token_id FROM platform_links WHERE entity = $1 AND platform_id = $2",
+        &[&entity, &platform_id],
     )?
-    .query_row(params![entity, platform_id], |r| Ok((r.get(0)?, r.get(1)?)))
-    .optional()
+    .map(|r| Ok((r.get(0)?, r.get(1)?)))
+    .transpose()
 }
 
 /// Records (or moves) the link of a platform record to its local record.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn link(
-    tx: &Connection,
+    db: &mut dyn Db,
     entity: &str,
     platform_id: i64,
     business_id: i64,
@@ -76,14 +80,14 @@ pub(super) fn link(
     token_id: Option<i64>,
     updated_on: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO platform_links (entity, platform_id, business_id, local_id, token_id, updated_on, linked_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (entity, platform_id) DO UPDATE SET \
-         business_id = excluded.business_id, local_id = excluded.local_id, token_id = excluded.token_id, \
-         updated_on = excluded.updated_on",
-    )?
-    .execute(params![entity, platform_id, business_id, local_id, token_id, ms(updated_on), ms(now)])?;
+) -> Result<(), DbError> {
+    db.execute(
+        "INSERT INTO platform_links (entity, platform_id, business_id, local_id, token_id, \
+         updated_on, linked_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (entity, platform_id) DO UPDATE SET business_id = excluded.business_id, \
+         local_id = excluded.local_id, token_id = excluded.token_id, updated_on = excluded.updated_on",
+        &[&entity, &platform_id, &business_id, &local_id, &token_id, &ms(updated_on), &ms(now)],
+    )?;
     Ok(())
 }
 
@@ -97,24 +101,26 @@ impl Store {
         updated_on: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Applied, StoreError> {
-        let outcome = self.write(|tx| {
-            let linked = linked(tx, ACCESS_TOKENS, platform_id)?.and_then(|(_, token)| token);
+        self.write(|db| {
+            let linked = linked(db, ACCESS_TOKENS, platform_id)?.and_then(|(_, token)| token);
             let applied = match linked {
-                Some(id) if token_in(tx, id)?.is_some() => {
-                    match update_token_in(tx, id, token, now) {
+                Some(id) if token_in(db, id)?.is_some() => {
+                    // A taken code is found by a read before any write: nothing to
+                    // undo, and no failed statement (PostgreSQL's transaction goes on).
+                    match update_token_in(db, id, token, now) {
                         Ok(true) => Applied::Updated(id),
                         Ok(false) => Applied::Unchanged(id),
-                        Err(Fail::Store(StoreError::CodeTaken { owner, .. })) => {
+                        Err(StoreError::CodeTaken { owner, .. }) => {
                             return Ok(Applied::Clash { owner });
                         }
                         Err(e) => return Err(e),
                     }
                 }
                 _ => {
-                    if let Some(owner) = code_owner(tx, token.business_id, &token.access_code)? {
+                    if let Some(owner) = code_owner(db, token.business_id, &token.access_code)? {
                         return Ok(Applied::Clash { owner });
                     }
-                    Applied::Created(insert_token(tx, token, None, now)?)
+                    Applied::Created(insert_token(db, token, None, now)?)
                 }
             };
             let id = match applied {
@@ -122,7 +128,7 @@ impl Store {
                 Applied::Clash { .. } => unreachable!("returned above"),
             };
             link(
-                tx,
+                db,
                 ACCESS_TOKENS,
                 platform_id,
                 token.business_id,
@@ -132,8 +138,7 @@ impl Store {
                 now,
             )?;
             Ok(applied)
-        })?;
-        Ok(outcome)
+        })
     }
 
     /// The platform ids of `entity` linked here, in `business_ids`, that a full
@@ -144,21 +149,18 @@ impl Store {
         business_ids: &[i64],
         listed: &std::collections::HashSet<i64>,
     ) -> Result<Vec<i64>, StoreError> {
-        self.with_conn(|conn| {
-            let links: Vec<(i64, i64)> = conn
-                .prepare_cached(
-                    "SELECT platform_id, business_id FROM platform_links WHERE entity = ?1",
-                )
-                .and_then(|mut s| {
-                    s.query_map(params![entity], |r| Ok((r.get(0)?, r.get(1)?)))?
-                        .collect()
-                })
-                .map_err(|e| self.sql(e))?;
-            Ok(links
-                .into_iter()
-                .filter(|(id, business)| business_ids.contains(business) && !listed.contains(id))
-                .map(|(id, _)| id)
-                .collect())
+        self.with_db(|db| {
+            let mut unlisted = Vec::new();
+            for r in db.query(
+                "SELECT platform_id, business_id FROM platform_links WHERE entity = $1",
+                &[&entity],
+            )? {
+                let (id, business): (i64, i64) = (r.get(0)?, r.get(1)?);
+                if business_ids.contains(&business) && !listed.contains(&id) {
+                    unlisted.push(id);
+                }
+            }
+            Ok(unlisted)
         })
     }
 
@@ -172,21 +174,21 @@ impl Store {
         platform_id: i64,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.write(|tx| {
-            let Some((local_id, token_id)) = linked(tx, entity, platform_id)? else {
+        self.write(|db| {
+            let Some((local_id, token_id)) = linked(db, entity, platform_id)? else {
                 return Ok(false);
             };
             let changed = super::platform_people::remove_local(
-                tx,
+                db,
                 entity,
                 local_id.as_deref(),
                 token_id,
                 now,
             )?;
             if entity != COWORKERS {
-                tx.execute(
-                    "DELETE FROM platform_links WHERE entity = ?1 AND platform_id = ?2",
-                    params![entity, platform_id],
+                db.execute(
+                    "DELETE FROM platform_links WHERE entity = $1 AND platform_id = $2",
+                    &[&entity, &platform_id],
                 )?;
             }
             Ok(changed)
@@ -196,43 +198,41 @@ impl Store {
     /// The platform id of the `entity` record whose local record is `local_id` (a
     /// customer's id, a visitor's guid), if it came from the platform.
     pub fn platform_id_of(&self, entity: &str, local_id: &str) -> Result<Option<i64>, StoreError> {
-        self.with_conn(|conn| {
-            conn.prepare_cached(
-                "SELECT platform_id FROM platform_links WHERE entity = ?1 AND local_id = ?2",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![entity, local_id], |r| r.get(0))
-                    .optional()
-            })
-            .map_err(|e| self.sql(e))
+        self.with_db(|db| {
+            let row = db.query_opt(
+                "SELECT platform_id FROM platform_links WHERE entity = $1 AND local_id = $2",
+                &[&entity, &local_id],
+            )?;
+            Ok(row.map(|r| r.get(0)).transpose()?)
         })
     }
 
     /// The platform record a local token came from (`entity`, platform id), if any:
     /// such a token is changed at the platform, not here.
     pub fn platform_source(&self, token_id: i64) -> Result<Option<(String, i64)>, StoreError> {
-        self.with_conn(|conn| {
-            conn.prepare_cached(
-                "SELECT entity, platform_id FROM platform_links WHERE token_id = ?1",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![token_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-            })
-            .map_err(|e| self.sql(e))
+        self.with_db(|db| {
+            let row = db.query_opt(
+                "SELECT entity, platform_id FROM platform_links WHERE token_id = $1",
+                &[&token_id],
+            )?;
+            Ok(row
+                .map(|r| Ok::<_, DbError>((r.get(0)?, r.get(1)?)))
+                .transpose()?)
         })
     }
 
     /// Where the pull of `entity` stands: the newest `UpdatedOn` applied.
     pub fn sync_cursor(&self, entity: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.with_conn(|conn| {
-            conn.prepare_cached("SELECT cursor FROM platform_sync WHERE entity = ?1")
-                .and_then(|mut s| {
-                    s.query_row(params![entity], |r| r.get::<_, Option<i64>>(0))
-                        .optional()
-                })
-                .map(|v| v.flatten().map(from_ms))
-                .map_err(|e| self.sql(e))
+        self.with_db(|db| {
+            let row = db.query_opt(
+                "SELECT cursor FROM platform_sync WHERE entity = $1",
+                &[&entity],
+            )?;
+            let cursor = match row {
+                Some(r) => r.get::<Option<i64>>(0)?,
+                None => None,
+            };
+            Ok(cursor.map(from_ms))
         })
     }
 
@@ -243,27 +243,31 @@ impl Store {
         pass: &SyncPass,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.with_conn(|conn| {
-            conn.prepare_cached(
+        // The cursor keeps the larger of the stored and the new one: CASE, as PostgreSQL
+        // has no two-argument max(); the stored row is named by its table, as
+        // PostgreSQL finds a bare column ambiguous beside `excluded`.
+        self.with_db(|db| {
+            db.execute(
                 "INSERT INTO platform_sync (entity, cursor, last_success, last_full, applied, clashes, removed) \
-                 VALUES (?1, ?2, ?3, CASE WHEN ?4 THEN ?3 END, ?5, ?6, ?7) \
-                 ON CONFLICT (entity) DO UPDATE SET cursor = max(COALESCE(cursor, 0), COALESCE(excluded.cursor, 0)), \
-                 last_success = excluded.last_success, last_full = COALESCE(excluded.last_full, last_full), \
-                 applied = applied + excluded.applied, clashes = clashes + excluded.clashes, removed = removed + excluded.removed",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    entity,
-                    pass.cursor.map(ms),
-                    ms(now),
-                    pass.full,
-                    pass.applied as i64,
-                    pass.clashes as i64,
-                    pass.removed as i64
-                ])
-            })
-            .map(|_| ())
-            .map_err(|e| self.sql(e))
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (entity) DO UPDATE SET \
+                 cursor = CASE WHEN COALESCE(platform_sync.cursor, 0) > COALESCE(excluded.cursor, 0) \
+                   THEN COALESCE(platform_sync.cursor, 0) ELSE COALESCE(excluded.cursor, 0) END, \
+                 last_success = excluded.last_success, \
+                 last_full = COALESCE(excluded.last_full, platform_sync.last_full), \
+                 applied = platform_sync.applied + excluded.applied, \
+                 clashes = platform_sync.clashes + excluded.clashes, \
+                 removed = platform_sync.removed + excluded.removed",
+                &[
+                    &entity,
+                    &pass.cursor.map(ms),
+                    &ms(now),
+                    &pass.full.then(|| ms(now)),
+                    &pass.applied,
+                    &pass.clashes,
+                    &pass.removed,
+                ],
+            )?;
+            Ok(())
         })
     }
 
@@ -274,42 +278,150 @@ impl Store {
         error: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.with_conn(|conn| {
-            conn.execute(
-                "INSERT INTO platform_sync (entity, last_error, last_error_at) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (entity) DO UPDATE SET last_error = excluded.last_error, last_error_at = excluded.last_error_at",
-                params![entity, error, ms(now)],
-            )
-            .map(|_| ())
-            .map_err(|e| self.sql(e))
+        self.with_db(|db| {
+            db.execute(
+                "INSERT INTO platform_sync (entity, last_error, last_error_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (entity) DO UPDATE SET last_error = excluded.last_error, \
+                 last_error_at = excluded.last_error_at",
+                &[&entity, &error, &ms(now)],
+            )?;
+            Ok(())
         })
     }
 
     /// Every entity's sync state.
     pub fn sync_status(&self) -> Result<Vec<SyncRow>, StoreError> {
-        self.with_conn(|conn| {
-            conn.prepare_cached(
-                "SELECT entity, cursor, last_success, last_full, last_error, last_error_at, applied, clashes, removed \
+        self.with_db(|db| {
+            let rows = db.query(
+                "SELECT entity, cursor, last_success, last_full, last_error, last_error_at, applied, \
+                 clashes, removed \
                  FROM platform_sync ORDER BY entity",
-            )
-            .and_then(|mut s| {
-                s.query_map([], |r| {
-                    let time = |i: usize| r.get::<_, Option<i64>>(i).map(|v| v.map(from_ms));
-                    Ok(SyncRow {
-                        entity: r.get(0)?,
-                        cursor: time(1)?,
-                        last_success: time(2)?,
-                        last_full: time(3)?,
-                        last_error: r.get(4)?,
-                        last_error_at: time(5)?,
-                        applied: r.get(6)?,
-                        clashes: r.get(7)?,
-                        removed: r.get(8)?,
-                    })
-                })?
-                .collect()
-            })
-            .map_err(|e| self.sql(e))
+                &[],
+            )?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let time = |i: usize| r.get::<Option<i64>>(i).map(|v| v.map(from_ms));
+                out.push(SyncRow {
+                    entity: r.get(0)?,
+                    cursor: time(1)?,
+                    last_success: time(2)?,
+                    last_full: time(3)?,
+                    last_error: r.get(4)?,
+                    last_error_at: time(5)?,
+                    applied: r.get(6)?,
+                    clashes: r.get(7)?,
+                    removed: r.get(8)?,
+                });
+            }
+            Ok(out)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::{new, now, on_each_backend};
+    use chrono::Duration;
+    use std::collections::HashSet;
+
+    #[test]
+    fn sync_cursor_only_moves_forward_and_counts_add_up() {
+        on_each_backend(|s| {
+            let (t1, t2) = (now() - Duration::hours(2), now() - Duration::hours(1));
+            let pass = |cursor, applied, full| SyncPass {
+                cursor,
+                applied,
+                clashes: 1,
+                removed: 0,
+                full,
+            };
+            s.record_sync(COWORKERS, &pass(Some(t2), 3, true), now())
+                .unwrap();
+            let later = now() + Duration::minutes(5);
+            s.record_sync(COWORKERS, &pass(Some(t1), 2, false), later)
+                .unwrap();
+            s.record_sync(COWORKERS, &pass(None, 0, false), later)
+                .unwrap();
+            assert_eq!(
+                s.sync_cursor(COWORKERS).unwrap(),
+                Some(t2),
+                "{}",
+                s.backend()
+            );
+            s.record_sync_error(COWORKERS, "timed out", later).unwrap();
+            s.record_sync_error(VISITORS, "refused", later).unwrap();
+            let status = s.sync_status().unwrap();
+            assert_eq!(
+                status[0],
+                SyncRow {
+                    entity: COWORKERS.into(),
+                    cursor: Some(t2),
+                    last_success: Some(later),
+                    last_full: Some(now()),
+                    last_error: Some("timed out".into()),
+                    last_error_at: Some(later),
+                    applied: 5,
+                    clashes: 3,
+                    removed: 0,
+                },
+                "{}",
+                s.backend()
+            );
+            assert_eq!(status[1].entity, VISITORS);
+            assert_eq!(status[1].cursor, None);
+            assert_eq!(status[1].applied, 0);
+        });
+    }
+
+    #[test]
+    fn platform_token_created_changed_clashing_and_removed() {
+        on_each_backend(|s| {
+            let mut t = new("12345");
+            let Applied::Created(id) = s.apply_platform_token(10, &t, now(), now()).unwrap() else {
+                panic!("{}: not created", s.backend());
+            };
+            assert_eq!(
+                s.apply_platform_token(10, &t, now(), now()).unwrap(),
+                Applied::Unchanged(id)
+            );
+            t.minutes_included = 90;
+            assert_eq!(
+                s.apply_platform_token(10, &t, now(), now()).unwrap(),
+                Applied::Updated(id)
+            );
+            assert_eq!(
+                s.platform_source(id).unwrap(),
+                Some((ACCESS_TOKENS.to_string(), 10))
+            );
+            // A code a local token holds is a clash, for a new record and a changed one.
+            let local = s.create_token(&new("55555"), now()).unwrap();
+            let clash = Applied::Clash {
+                owner: format!("token {local}"),
+            };
+            assert_eq!(
+                s.apply_platform_token(11, &new("55555"), now(), now())
+                    .unwrap(),
+                clash
+            );
+            t.access_code = "55555".into();
+            assert_eq!(s.apply_platform_token(10, &t, now(), now()).unwrap(), clash);
+            assert_eq!(s.token_by_id(id).unwrap().unwrap().access_code, "12345");
+
+            let unlisted = |listed: &[i64]| {
+                s.unlisted_platform_ids(
+                    ACCESS_TOKENS,
+                    &[1],
+                    &listed.iter().copied().collect::<HashSet<_>>(),
+                )
+                .unwrap()
+            };
+            assert_eq!(unlisted(&[10]), Vec::<i64>::new());
+            assert_eq!(unlisted(&[]), vec![10]);
+            assert!(s.remove_platform_record(ACCESS_TOKENS, 10, now()).unwrap());
+            assert_eq!(s.token_by_id(id).unwrap(), None, "{}", s.backend());
+            assert_eq!(s.platform_source(id).unwrap(), None);
+            assert!(!s.remove_platform_record(ACCESS_TOKENS, 10, now()).unwrap());
+        });
     }
 }

@@ -114,12 +114,10 @@ async fn every_reject_reason_has_its_own_reply_message() {
             .contains("expired")
     );
     let spent = token(&h, "10005", |t| t.minutes_included = 1);
-    let db = rusqlite::Connection::open(h.db_path()).unwrap();
-    db.execute(
-        "INSERT INTO sessions (token_id, client, nas, acct_session_id, mac, started_at, updated_at, session_time, stopped_at) VALUES (?1, 'nas', '127.0.0.1', 's', NULL, 0, 0, 60, 0)",
-        [spent],
-    )
-    .unwrap();
+    h.sql(
+        "INSERT INTO sessions (token_id, client, nas, acct_session_id, mac, started_at, updated_at, session_time, stopped_at) VALUES ($1, 'nas', '127.0.0.1', 's', NULL, 0, 0, 60, 0)",
+        &[&spent],
+    );
     assert!(
         reject_message(&h, pap("10005", "10005", Some(mac1)))
             .await
@@ -152,11 +150,10 @@ async fn every_reject_reason_has_its_own_reply_message() {
             .contains("Device limit reached")
     );
     let busy = token(&h, "10008", |t| t.user_limit = Some(1));
-    db.execute(
-        "INSERT INTO sessions (token_id, client, nas, acct_session_id, mac, started_at, updated_at, session_time) VALUES (?1, 'nas', '127.0.0.1', 'live', 'AA:BB:CC:DD:EE:07', ?2, ?2, 0)",
-        rusqlite::params![busy, t0().timestamp_millis()],
-    )
-    .unwrap();
+    h.sql(
+        "INSERT INTO sessions (token_id, client, nas, acct_session_id, mac, started_at, updated_at, session_time) VALUES ($1, 'nas', '127.0.0.1', 'live', 'AA:BB:CC:DD:EE:07', $2, $2, 0)",
+        &[&busy, &t0().timestamp_millis()],
+    );
     assert!(
         reject_message(&h, pap("10008", "10008", Some(mac1)))
             .await

@@ -1,11 +1,16 @@
 //! Test harness: a pinradius server started in-process on 127.0.0.1 port 0 with a
 //! temporary database and a fixed clock, and a RADIUS client over real UDP.
 //!
+//! The same tests run twice: on SQLite (the `e2e` binary) and on PostgreSQL (the
+//! `e2e_postgres` binary, which includes these files), each server on a schema of its
+//! own in the server `PINRADIUS_TEST_POSTGRES` names.
+//!
 //! The client builds and checks packets with the `radius` crate and its own HMAC code,
 //! not with `pinradius::protocol`, so a bug in our codec cannot hide itself.
 
 #![allow(dead_code)]
 
+use crate::common;
 use chrono::{DateTime, TimeZone, Utc};
 use hmac::{Hmac, Mac as _};
 use md5::Md5;
@@ -42,6 +47,13 @@ pub struct Harness {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _dir: tempfile::TempDir,
+    /// The PostgreSQL schema this server's data is in (dropped with the harness).
+    _schema: Option<common::pg::Schema>,
+}
+
+/// Whether this binary runs the tests on PostgreSQL.
+pub fn on_postgres() -> bool {
+    env!("CARGO_CRATE_NAME") == "e2e_postgres"
 }
 
 impl Harness {
@@ -49,12 +61,21 @@ impl Harness {
     /// config (e.g. `[visitors]` settings).
     pub async fn start(extra: &str) -> Harness {
         let dir = tempfile::tempdir().unwrap();
+        // Without a test server (and not under CI, where that fails) the PostgreSQL
+        // binary runs on SQLite, and says so.
+        let schema = on_postgres().then(common::pg::Schema::new).flatten();
+        if on_postgres() && schema.is_none() {
+            eprintln!("PINRADIUS_TEST_POSTGRES is not set: this e2e_postgres test runs on SQLite");
+        }
+        let database = schema
+            .as_ref()
+            .map_or("t.db".to_string(), |s| s.url.clone());
         let text = format!(
-            "[server]\nauth_listen = \"127.0.0.1:0\"\nacct_listen = \"127.0.0.1:0\"\ndatabase = \"t.db\"\n\
+            "[server]\nauth_listen = \"127.0.0.1:0\"\nacct_listen = \"127.0.0.1:0\"\ndatabase = \"{database}\"\n\
              [[client]]\nname = \"nas\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"\nbusiness_id = 1\n{extra}\n"
         );
         let config = Config::from_toml(&dir.path().join("p.toml"), &text).unwrap();
-        let store = Arc::new(Store::open(&config.database).unwrap());
+        let store = Arc::new(Store::open_database(&config.database).unwrap());
         let clock = Arc::new(FixedClock::new(t0()));
         let server = Server::bind(&config, store.clone(), clock.clone())
             .await
@@ -76,11 +97,18 @@ impl Harness {
             shutdown: Some(tx),
             task: Some(task),
             _dir: dir,
+            _schema: schema,
         }
     }
 
     pub fn db_path(&self) -> &Path {
         self.store.path()
+    }
+
+    /// Runs one statement on the server's database directly (`$1` parameters), as an
+    /// operator's SQL would.
+    pub fn sql(&self, sql: &str, args: &[&dyn pinradius::store::sql::Arg]) {
+        self.store.execute_sql(sql, args).unwrap();
     }
 
     /// Stops the server and waits for `run` to return.

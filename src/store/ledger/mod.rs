@@ -6,19 +6,22 @@
 //! One writer thread owns a connection and commits records in batches (group commit):
 //! every record that arrived while the previous commit was running goes into the next
 //! transaction. A record is acknowledged only after its transaction is durable
-//! (`synchronous=FULL`), so durability costs one fsync per batch, not per packet.
+//! (SQLite's `synchronous=FULL`, PostgreSQL's commit), so durability costs one fsync
+//! per batch, not per packet.
 
 mod apply;
 mod reaping;
+#[cfg(test)]
+mod tests;
 
 pub use reaping::OpenToken;
 
 use super::batch::{BatchError, BatchWriter, each_in_savepoint};
+use super::sql::{DbError, Row};
 use super::{Store, StoreError, from_ms, ms};
 use crate::model::Mac;
 use apply::apply;
 use chrono::{DateTime, Utc};
-use rusqlite::params;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 
@@ -148,7 +151,8 @@ pub enum LedgerError {
     #[error("accounting writer has stopped")]
     Stopped,
     /// The database cannot be written now (deleted, replaced, read-only, disk full,
-    /// or locked by another process): counted and logged by the store's watcher.
+    /// locked by another process, or its server unreachable): counted and logged by
+    /// the store's watcher.
     #[error("accounting record not stored: {0}")]
     Unavailable(super::BatchError),
     #[error("accounting record not stored: {0}")]
@@ -158,13 +162,13 @@ pub enum LedgerError {
 impl LedgerWriter {
     /// Starts the writer thread with its own connection to `store`.
     pub fn start(store: &Arc<Store>) -> Result<LedgerWriter, StoreError> {
-        let conn = store.connect()?;
+        let writer = BatchWriter::connect(store, None)?;
         let (queue, jobs) = mpsc::sync_channel(QUEUE);
         let path = store.path().to_path_buf();
         let store = store.clone();
         std::thread::Builder::new()
             .name("pinradius-ledger".into())
-            .spawn(move || run_writer(&store, BatchWriter::new(conn), jobs))
+            .spawn(move || run_writer(&store, writer, jobs))
             .map_err(|source| StoreError::Open { path, source })?;
         Ok(LedgerWriter { queue })
     }
@@ -206,8 +210,8 @@ fn run_writer(store: &Store, mut writer: BatchWriter, jobs: Receiver<Job>) {
         }
         // Nothing is acknowledged that is not on disk: a record whose own write
         // failed is refused alone, a batch that was not committed all of it.
-        let written = writer.commit(store, batch.len(), |tx| {
-            each_in_savepoint(tx, &batch, |conn, job| apply(conn, &job.record))
+        let written = writer.commit(store, batch.len(), |db| {
+            each_in_savepoint(db, &batch, |db, job| apply(db, &job.record))
         });
         let results = match written {
             Ok(results) => results
@@ -261,74 +265,71 @@ pub struct UnmatchedRow {
     pub reason: String,
 }
 
+impl SessionRow {
+    /// A row of `list_sessions`'s query.
+    fn read(r: &Row) -> Result<SessionRow, DbError> {
+        Ok(SessionRow {
+            id: r.get(0)?,
+            token_id: r.get(1)?,
+            client: r.get(2)?,
+            acct_session_id: r.get(3)?,
+            mac: r.get(4)?,
+            user_name: r.get(5)?,
+            started_at: from_ms(r.get(6)?),
+            updated_at: from_ms(r.get(7)?),
+            session_time: r.get(8)?,
+            stopped_at: r.get::<Option<i64>>(9)?.map(from_ms),
+            closed_by: r.get(10)?,
+            framed_ip: r.get(11)?,
+        })
+    }
+}
+
+impl UnmatchedRow {
+    /// A row of `list_unmatched`'s query.
+    fn read(r: &Row) -> Result<UnmatchedRow, DbError> {
+        Ok(UnmatchedRow {
+            id: r.get(0)?,
+            received_at: from_ms(r.get(1)?),
+            client: r.get(2)?,
+            nas: r.get(3)?,
+            status: r.get(4)?,
+            acct_session_id: r.get(5)?,
+            user_name: r.get(6)?,
+            class: r.get(7)?,
+            mac: r.get(8)?,
+            session_time: r.get(9)?,
+            reason: r.get(10)?,
+        })
+    }
+}
+
 impl Store {
     /// The newest `limit` unmatched accounting records, newest first.
     pub fn list_unmatched(&self, limit: usize) -> Result<Vec<UnmatchedRow>, StoreError> {
-        self.with_conn(|conn| {
-            conn.prepare_cached(
+        self.with_db(|db| {
+            let rows = db.query(
                 "SELECT id, received_at, client, nas, status, acct_session_id, user_name, class, mac, session_time, reason \
-                 FROM unmatched_accounting ORDER BY id DESC LIMIT ?1",
-            )
-            .and_then(|mut s| {
-                s.query_map(params![limit as i64], |r| {
-                    Ok(UnmatchedRow {
-                        id: r.get(0)?,
-                        received_at: from_ms(r.get(1)?),
-                        client: r.get(2)?,
-                        nas: r.get(3)?,
-                        status: r.get(4)?,
-                        acct_session_id: r.get(5)?,
-                        user_name: r.get(6)?,
-                        class: r.get(7)?,
-                        mac: r.get(8)?,
-                        session_time: r.get(9)?,
-                        reason: r.get(10)?,
-                    })
-                })?
-                .collect()
-            })
-            .map_err(|e| self.sql(e))
+                 FROM unmatched_accounting ORDER BY id DESC LIMIT $1",
+                &[&limit],
+            )?;
+            Ok(rows.iter().map(UnmatchedRow::read).collect::<Result<_, _>>()?)
         })
     }
 
     /// Applies one record directly (no writer thread): for tests and tools.
     pub fn apply_accounting(&self, record: &AcctRecord) -> Result<AcctOutcome, StoreError> {
-        self.with_conn(|conn| {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(|e| self.sql(e))?;
-            let outcome = apply(&tx, record).map_err(|e| self.sql(e))?;
-            tx.commit().map_err(|e| self.sql(e))?;
-            Ok(outcome)
-        })
+        self.write(|db| Ok(apply(db, record)?))
     }
 
     pub fn list_sessions(&self, open_only: bool) -> Result<Vec<SessionRow>, StoreError> {
-        self.with_conn(|conn| {
-            conn.prepare_cached(
+        self.with_db(|db| {
+            let rows = db.query(
                 "SELECT id, token_id, client, acct_session_id, mac, user_name, started_at, updated_at, session_time, \
-                 stopped_at, closed_by, framed_ip FROM sessions WHERE (?1 = 0 OR stopped_at IS NULL) ORDER BY id",
-            )
-            .and_then(|mut s| {
-                s.query_map(params![open_only], |r| {
-                    Ok(SessionRow {
-                        id: r.get(0)?,
-                        token_id: r.get(1)?,
-                        client: r.get(2)?,
-                        acct_session_id: r.get(3)?,
-                        mac: r.get(4)?,
-                        user_name: r.get(5)?,
-                        started_at: from_ms(r.get(6)?),
-                        updated_at: from_ms(r.get(7)?),
-                        session_time: r.get(8)?,
-                        stopped_at: r.get::<_, Option<i64>>(9)?.map(from_ms),
-                        closed_by: r.get(10)?,
-                        framed_ip: r.get(11)?,
-                    })
-                })?
-                .collect()
-            })
-            .map_err(|e| self.sql(e))
+                 stopped_at, closed_by, framed_ip FROM sessions WHERE ($1 = 0 OR stopped_at IS NULL) ORDER BY id",
+                &[&open_only],
+            )?;
+            Ok(rows.iter().map(SessionRow::read).collect::<Result<_, _>>()?)
         })
     }
 
@@ -340,13 +341,11 @@ impl Store {
         at: DateTime<Utc>,
         closed_by: &str,
     ) -> Result<bool, StoreError> {
-        self.with_conn(|conn| {
-            let n = conn
-                .execute(
-                    "UPDATE sessions SET stopped_at = ?2, closed_by = ?3 WHERE id = ?1 AND stopped_at IS NULL",
-                    params![id, ms(at), closed_by],
-                )
-                .map_err(|e| self.sql(e))?;
+        self.with_db(|db| {
+            let n = db.execute(
+                "UPDATE sessions SET stopped_at = $2, closed_by = $3 WHERE id = $1 AND stopped_at IS NULL",
+                &[&id, &ms(at), &closed_by],
+            )?;
             Ok(n == 1)
         })
     }
@@ -359,205 +358,24 @@ impl Store {
         cutoff: DateTime<Utc>,
         at: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
-        self.with_conn(|conn| {
-            conn.execute(
-                "UPDATE sessions SET stopped_at = ?2, closed_by = 'stale' WHERE stopped_at IS NULL AND updated_at < ?1",
-                params![ms(cutoff), ms(at)],
-            )
-            .map_err(|e| self.sql(e))
+        self.with_db(|db| {
+            let n = db.execute(
+                "UPDATE sessions SET stopped_at = $2, closed_by = 'stale' WHERE stopped_at IS NULL AND updated_at < $1",
+                &[&ms(cutoff), &ms(at)],
+            )?;
+            Ok(usize::try_from(n).unwrap_or(usize::MAX))
         })
     }
 
     /// How many sessions are open (for the `open_sessions` gauge).
     pub fn count_open_sessions(&self) -> Result<u64, StoreError> {
-        self.with_conn(|conn| {
-            conn.prepare_cached("SELECT count(*) FROM sessions WHERE stopped_at IS NULL")
-                .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
-                .map(|n| n as u64)
-                .map_err(|e| self.sql(e))
+        self.with_db(|db| {
+            Ok(db
+                .query_one(
+                    "SELECT count(*) FROM sessions WHERE stopped_at IS NULL",
+                    &[],
+                )?
+                .get(0)?)
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::NewAccessToken;
-    use chrono::{Duration, TimeZone};
-
-    fn t0() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap()
-    }
-
-    fn setup() -> (tempfile::TempDir, Store, i64) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("t.db")).unwrap();
-        let id = s
-            .create_token(
-                &NewAccessToken {
-                    business_id: 1,
-                    access_code: "12345".into(),
-                    minutes_included: 60,
-                    ..Default::default()
-                },
-                t0(),
-            )
-            .unwrap();
-        (dir, s, id)
-    }
-
-    fn rec(status: AcctStatus, session: &str, time: Option<u32>, at: DateTime<Utc>) -> AcctRecord {
-        AcctRecord {
-            client: "nas".into(),
-            nas: "127.0.0.1".into(),
-            business_id: 1,
-            status,
-            acct_session_id: session.into(),
-            class: None,
-            delay: 0,
-            problem: None,
-            user_name: Some("12345".into()),
-            mac: Some("02:00:00:00:00:01".parse().unwrap()),
-            session_time: time,
-            nas_ip: None,
-            nas_address: None,
-            framed_ip: None,
-            at,
-        }
-    }
-
-    fn used(s: &Store, id: i64) -> u64 {
-        s.token_usage(id, None, t0(), t0()).unwrap().used_seconds
-    }
-
-    /// Ledger table: (record, used seconds after it).
-    #[test]
-    fn every_second_counted_once() {
-        let (_d, s, id) = setup();
-        use AcctStatus::*;
-        let steps: &[(AcctStatus, &str, Option<u32>, i64, u64)] = &[
-            (Start, "a", Some(0), 0, 0),
-            (InterimUpdate, "a", Some(300), 300, 300),
-            (InterimUpdate, "a", Some(300), 301, 300), // retransmit
-            (InterimUpdate, "a", Some(200), 302, 300), // counter backwards
-            (Stop, "a", Some(600), 600, 600),
-            (Stop, "a", Some(600), 601, 600), // duplicate Stop
-            (Stop, "a", Some(600), 602, 600), // and again
-            (InterimUpdate, "a", Some(550), 603, 600), // late Interim after Stop
-            (Stop, "a", Some(620), 604, 620), // a later Stop with more time raises it
-            (Start, "b", None, 700, 620),
-            (Stop, "b", Some(100), 800, 720),
-        ];
-        for (status, session, time, offset, want) in steps {
-            s.apply_accounting(&rec(
-                *status,
-                session,
-                *time,
-                t0() + Duration::seconds(*offset),
-            ))
-            .unwrap();
-            assert_eq!(used(&s, id), *want, "after {status:?} {session} {time:?}");
-        }
-        let open = s.list_sessions(true).unwrap();
-        assert!(open.is_empty(), "{open:?}");
-    }
-
-    #[test]
-    fn stop_without_start_and_class_lookup() {
-        let (_d, s, id) = setup();
-        let mut r = rec(AcctStatus::Stop, "x", Some(42), t0());
-        r.user_name = Some("renamed".into());
-        assert_eq!(
-            s.apply_accounting(&r).unwrap(),
-            AcctOutcome::Unmatched {
-                reason: "unknown_token"
-            }
-        );
-        let uid = s.token_by_id(id).unwrap().unwrap().uid;
-        r.class = Some(TokenRef::Uid(uid));
-        assert!(matches!(
-            s.apply_accounting(&r).unwrap(),
-            AcctOutcome::Recorded { .. }
-        ));
-        assert_eq!(used(&s, id), 42);
-        r.class = Some(TokenRef::Uid("0".repeat(32)));
-        r.user_name = Some("12345".into());
-        r.acct_session_id = "y".into();
-        assert_eq!(
-            s.apply_accounting(&r).unwrap(),
-            AcctOutcome::Unmatched {
-                reason: "deleted_token"
-            }
-        );
-        assert_eq!(used(&s, id), 42, "a Class naming no token charges nothing");
-        assert_eq!(s.list_unmatched(10).unwrap().len(), 2);
-    }
-
-    #[test]
-    fn accounting_on_closes_the_nas_sessions_and_stale_sessions_close() {
-        let (_d, s, _id) = setup();
-        s.apply_accounting(&rec(AcctStatus::Start, "a", Some(0), t0()))
-            .unwrap();
-        s.apply_accounting(&rec(AcctStatus::Start, "b", Some(0), t0()))
-            .unwrap();
-        let mut on = rec(
-            AcctStatus::AccountingOn,
-            "",
-            None,
-            t0() + Duration::seconds(5),
-        );
-        on.user_name = None;
-        assert_eq!(
-            s.apply_accounting(&on).unwrap(),
-            AcctOutcome::NasSessionsClosed(2)
-        );
-        s.apply_accounting(&rec(
-            AcctStatus::Start,
-            "c",
-            Some(0),
-            t0() + Duration::seconds(10),
-        ))
-        .unwrap();
-        assert_eq!(
-            s.close_stale_sessions(t0() + Duration::seconds(10), t0() + Duration::seconds(700))
-                .unwrap(),
-            0
-        );
-        assert_eq!(
-            s.close_stale_sessions(t0() + Duration::seconds(11), t0() + Duration::seconds(700))
-                .unwrap(),
-            1
-        );
-        // The NAS reports again: the session is live again.
-        s.apply_accounting(&rec(
-            AcctStatus::InterimUpdate,
-            "c",
-            Some(900),
-            t0() + Duration::seconds(910),
-        ))
-        .unwrap();
-        assert_eq!(s.list_sessions(true).unwrap().len(), 1);
-    }
-
-    #[tokio::test]
-    async fn writer_commits_in_batches_and_acknowledges_each() {
-        let (_d, s, id) = setup();
-        let s = Arc::new(s);
-        let w = LedgerWriter::start(&s).unwrap();
-        let mut tasks = Vec::new();
-        for i in 0..200u32 {
-            let w = w.clone();
-            tasks.push(tokio::spawn(async move {
-                w.record(rec(AcctStatus::Stop, &format!("s{i}"), Some(1), t0()))
-                    .await
-            }));
-        }
-        for t in tasks {
-            assert!(matches!(
-                t.await.unwrap().unwrap(),
-                AcctOutcome::Recorded { .. }
-            ));
-        }
-        assert_eq!(used(&s, id), 200);
     }
 }

@@ -348,6 +348,15 @@ CREATE TRIGGER fact_changes_customer_delete AFTER DELETE ON customers BEGIN
 END;
 "#;
 
+/// Emails are matched with `lower()` on both backends (PostgreSQL has no NOCASE
+/// collation), so the email lookups get indexes on `lower(email)`.
+const V10: &str = r#"
+DROP INDEX visitors_by_email;
+DROP INDEX customers_by_email;
+CREATE INDEX visitors_by_email ON visitors (business_id, lower(email)) WHERE email IS NOT NULL;
+CREATE INDEX customers_by_email ON customers (business_id, lower(email)) WHERE email IS NOT NULL;
+"#;
+
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(V1),
@@ -359,6 +368,7 @@ fn migrations() -> Migrations<'static> {
         M::up(V7),
         M::up(V8),
         M::up(V9),
+        M::up(V10),
     ])
 }
 
