@@ -170,6 +170,21 @@ impl LockoutRules {
         Admission::Admitted
     }
 
+    /// Counts a failure another server counted at `at` (and the lock it started
+    /// there, if any): the budget is one budget whichever server is asked.
+    pub fn failed_elsewhere(
+        &self,
+        record: &mut FailureRecord,
+        at: DateTime<Utc>,
+        lock: Option<(u32, DateTime<Utc>)>,
+    ) {
+        record.clear_at = record.clear_at.max(at) + self.per_failure();
+        if let Some((lockouts, until)) = lock {
+            record.lockouts = record.lockouts.max(lockouts);
+            record.locked_until = record.locked_until.max(Some(until));
+        }
+    }
+
     /// Settles an admitted attempt: `failed` when it was refused and counts. Returns
     /// the end of the lock this failure started, if it started one.
     pub fn settle(

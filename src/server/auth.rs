@@ -355,10 +355,12 @@ fn answer_access_request(
         arrival: Arrival { now, read_point },
     };
     match decide(ctx, settings, client, &login) {
-        Ok(Decision::Now(outcome, locks)) => {
+        Ok(Decision::Now(outcome, locks, shared)) => {
             let bytes = encode_outcome(ctx, settings, client, counters, request, outcome);
             match bytes {
-                Some(bytes) if !locks.is_empty() => Answered::AfterLocks { bytes, locks, now },
+                Some(bytes) if !locks.is_empty() || shared => {
+                    Answered::AfterLocks { bytes, locks, now }
+                }
                 bytes => {
                     ctx.persist_locks(locks, now, None);
                     Answered::Now(bytes)
@@ -405,7 +407,9 @@ struct Login<'a> {
 /// A decided login (with the locks it started, whose rows are written before it is
 /// answered), or one whose answer waits for its writes.
 enum Decision {
-    Now(Outcome, Vec<LockToSave>),
+    /// The outcome, the locks it started, and whether it shared a failure with the
+    /// other servers (then, like a lock, it is answered once that is written).
+    Now(Outcome, Vec<LockToSave>, bool),
     Later(PendingGrant),
 }
 
@@ -424,6 +428,9 @@ fn decide(
     let request = login.request;
     let charge = request.charge(client);
     let version = ctx.store.data_version(login.arrival.read_point)?;
+    // The failures other servers on the database counted since (none on SQLite).
+    ctx.guard
+        .catch_up(&ctx.store, &settings.lockout, version, now)?;
     let (ticket, decided) =
         match ctx
             .guard
@@ -432,7 +439,7 @@ fn decide(
             Verdict::Go(ticket) => (ticket, decide_login(ctx, settings, client, login)),
             Verdict::Refuse(reason) => {
                 ctx.metrics.guard_refused(LockScope::Device);
-                return Ok(Decision::Now(Outcome::Reject(reason), Vec::new()));
+                return Ok(Decision::Now(Outcome::Reject(reason), Vec::new(), false));
             }
             Verdict::BoundOnly {
                 scope,
@@ -485,7 +492,7 @@ fn decide(
             ctx.persist_locks(locks, now, None);
             Ok(Decision::Later(pending))
         }
-        Ok(outcome) => Ok(Decision::Now(outcome, locks)),
+        Ok(outcome) => Ok(Decision::Now(outcome, locks, counted && ctx.guard.shares())),
         Err(e) => {
             ctx.persist_locks(locks, now, None);
             Err(e)

@@ -2,7 +2,8 @@
 //! and records the answer. The queue is a table (see `store/disconnects.rs`) filled
 //! in the same transaction as the change that ends the session, by this process or an
 //! admin command in another; this task polls it every second, and is woken at once
-//! by changes made in-process (the HTTP API, the reaper).
+//! by changes made in-process (the HTTP API, the reaper). Each row is claimed before
+//! it is sent, so of several servers sharing the database one sends it.
 
 use super::Context;
 use crate::config::Client;
@@ -19,6 +20,8 @@ use tokio::sync::watch;
 const POLL: Duration = Duration::from_secs(1);
 /// Rows taken from the queue per read.
 const BATCH: usize = 64;
+/// How much longer than its sends a claim on a queued disconnect lasts.
+const CLAIM_MARGIN: Duration = Duration::from_secs(5);
 /// Framed-IP-Address (RFC 2865 5.8) and Error-Cause (RFC 5176 3.5).
 const FRAMED_IP_ADDRESS: u8 = 8;
 const ERROR_CAUSE: u8 = 101;
@@ -35,19 +38,25 @@ pub(super) async fn run(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = ctx.disconnect_wake.notified() => {}
         }
-        let store = ctx.store.clone();
-        let rows = match tokio::task::spawn_blocking(move || store.pending_disconnects(BATCH)).await
-        {
-            Ok(Ok(rows)) => rows,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot read the disconnect queue");
-                continue;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "disconnect queue task failed");
-                continue;
-            }
-        };
+        // Claimed for as long as sending them may take, and a margin: another server
+        // on the same database takes over a claim only once it ran out (this one died).
+        let settings = ctx.settings();
+        let lease = settings.disconnect.timeout * settings.disconnect.attempts + CLAIM_MARGIN;
+        let (store, now) = (ctx.store.clone(), ctx.clock.now());
+        let rows =
+            match tokio::task::spawn_blocking(move || store.claim_disconnects(BATCH, now, lease))
+                .await
+            {
+                Ok(Ok(rows)) => rows,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "cannot read the disconnect queue");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "disconnect queue task failed");
+                    continue;
+                }
+            };
         for row in rows {
             if !in_flight
                 .lock()

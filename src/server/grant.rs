@@ -68,6 +68,7 @@ impl PendingGrant {
                 _ => None,
             },
             locks: Vec::new(),
+            failures: Vec::new(),
             now: self.now,
             deadline,
         }

@@ -204,16 +204,23 @@ impl Context {
         now: chrono::DateTime<chrono::Utc>,
         then: Option<Box<dyn FnOnce() + Send>>,
     ) {
-        if locks.is_empty() {
+        // Failures to share with other servers go with the locks (and a reply that
+        // waits for either is sent once they are written).
+        let failures = self.guard.take_shared();
+        if locks.is_empty() && failures.is_empty() && !self.guard.shares() {
             if let Some(then) = then {
                 then();
             }
+            return;
+        }
+        if locks.is_empty() && failures.is_empty() && then.is_none() {
             return;
         }
         let write = LoginWrite {
             bind: None,
             check_in: None,
             locks: locks.iter().map(|l| l.row.clone()).collect(),
+            failures,
             now,
             deadline: Instant::now() + self.settings().login_write_wait,
         };

@@ -106,6 +106,7 @@ impl BatchWriter {
             if prune {
                 // Best effort: a failed prune is retried at the next interval.
                 let _ = sql::savepoint(db, cache::prune_changes);
+                let _ = sql::savepoint(db, super::lockouts::prune_failures);
             }
             Ok::<_, DbError>(out)
         });
@@ -155,5 +156,48 @@ fn classify(e: &DbError) -> Result<FileState, BatchError> {
         DbErrorKind::ReadOnly => Ok(FileState::ReadOnly),
         DbErrorKind::Unreachable => Ok(FileState::Unreachable),
         DbErrorKind::Constraint | DbErrorKind::Other => Err(BatchError::Failed(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::on_each_backend;
+
+    /// A writer that gave up waiting for another's write lock commits on the same
+    /// connection once the lock is free (PostgreSQL left the timed-out transaction
+    /// open, failing every later statement on that connection, until this was fixed).
+    #[test]
+    fn a_writer_that_timed_out_on_the_lock_commits_once_it_is_free() {
+        on_each_backend(|s| {
+            let other = s.another();
+            let mut writer = BatchWriter::connect(s, Some(Duration::from_millis(50))).unwrap();
+            let (held, is_held) = std::sync::mpsc::channel();
+            let holder = std::thread::spawn(move || {
+                other
+                    .write(|_| {
+                        held.send(()).unwrap();
+                        std::thread::sleep(Duration::from_millis(400));
+                        Ok(())
+                    })
+                    .unwrap();
+            });
+            is_held.recv().unwrap();
+            let insert = |db: &mut dyn Db| {
+                db.execute(
+                    "INSERT INTO guard_locks (scope, subject, lockouts, locked_until, client, updated_at) \
+                     VALUES ('server', 'server', 1, 0, 'nas', 0)",
+                    &[],
+                )
+            };
+            assert_eq!(
+                writer.commit(s, 1, insert),
+                Err(BatchError::Busy),
+                "{}",
+                s.backend()
+            );
+            holder.join().unwrap();
+            assert_eq!(writer.commit(s, 1, insert), Ok(1), "{}", s.backend());
+        });
     }
 }

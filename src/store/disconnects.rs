@@ -109,6 +109,37 @@ impl Store {
         self.disconnect_rows("WHERE finished_at IS NULL ORDER BY id", limit)
     }
 
+    /// Takes up to `limit` queued disconnects for this server to send: those no other
+    /// server is sending (unclaimed, or claimed by one whose `lease` ran out: it died
+    /// or lost the database), marked as this server's until `now + lease`, in one
+    /// write transaction, so of several servers sharing the queue one sends each.
+    pub fn claim_disconnects(
+        &self,
+        limit: usize,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Result<Vec<DisconnectRow>, StoreError> {
+        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let me = self.instance().to_string();
+        self.write(|db| {
+            let mut rows = db
+                .query(
+                    &format!(
+                        "UPDATE disconnects SET claimed_by = $1, claimed_until = $2 WHERE id IN \
+                         (SELECT id FROM disconnects WHERE finished_at IS NULL \
+                          AND (claimed_until IS NULL OR claimed_until <= $3 OR claimed_by = $1) ORDER BY id LIMIT $4) \
+                         RETURNING {COLUMNS}"
+                    ),
+                    &[&me, &ms(until), &ms(now), &limit],
+                )?
+                .iter()
+                .map(read)
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.sort_by_key(|r| r.id);
+            Ok(rows)
+        })
+    }
+
     /// Every disconnect, newest first (for tests and troubleshooting).
     pub fn list_disconnects(&self, limit: usize) -> Result<Vec<DisconnectRow>, StoreError> {
         self.disconnect_rows("ORDER BY id DESC", limit)
@@ -211,6 +242,39 @@ mod tests {
             assert!(all[0].id > all[1].id, "newest first");
             assert_eq!(all[1].result.as_deref(), Some("nak"));
             assert_eq!(all[1].finished_at, Some(now()));
+        });
+    }
+
+    #[test]
+    fn a_queued_disconnect_is_claimed_by_one_server_until_its_lease_runs_out() {
+        on_each_backend(|s| {
+            let other = s.another(); // another server on the same database
+            let session = open_session(s);
+            s.queue_disconnect(session, "revoked", now()).unwrap();
+            let lease = std::time::Duration::from_secs(10);
+            let mine = s.claim_disconnects(10, now(), lease).unwrap();
+            assert_eq!(mine.len(), 1, "{}", s.backend());
+            assert!(
+                other
+                    .claim_disconnects(10, now(), lease)
+                    .unwrap()
+                    .is_empty()
+            );
+            // The claimant asks again (still sending): it keeps it.
+            assert_eq!(s.claim_disconnects(10, now(), lease).unwrap().len(), 1);
+            // The claimant died: once the lease ran out the other takes it over.
+            let later = now() + chrono::Duration::seconds(11);
+            assert_eq!(other.claim_disconnects(10, later, lease).unwrap().len(), 1);
+            assert!(s.claim_disconnects(10, later, lease).unwrap().is_empty());
+            other
+                .finish_disconnect(mine[0].id, session, "ack", true, later)
+                .unwrap();
+            let much_later = later + chrono::Duration::minutes(5);
+            assert!(
+                s.claim_disconnects(10, much_later, lease)
+                    .unwrap()
+                    .is_empty()
+            );
         });
     }
 

@@ -95,6 +95,98 @@ impl Store {
     }
 }
 
+/// A refused login counted against a subject, as one server shares it with the
+/// others on the same database (PostgreSQL), so a budget is one budget whichever
+/// server an attacker asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedFailure {
+    pub scope: LockScope,
+    /// As in [`LockoutRow::subject`].
+    pub subject: String,
+    pub at: DateTime<Utc>,
+    /// The lock it started on its server (level, end), if it started one: its row is
+    /// written in the same transaction.
+    pub lock: Option<(u32, DateTime<Utc>)>,
+}
+
+/// Failures other servers shared, kept at most (the oldest are pruned with the
+/// change feed): far more than any budget holds.
+const KEPT_FAILURES: i64 = 100_000;
+
+impl Store {
+    /// Failures other servers shared after number `seen`, oldest first (at most
+    /// `limit`), with their numbers. `seen` 0 at start: use [`Store::newest_failure`].
+    pub fn failures_since(
+        &self,
+        seen: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, SharedFailure)>, StoreError> {
+        let me = self.instance().to_string();
+        self.with_db(|db| {
+            let rows = db.query(
+                "SELECT seq, scope, subject, at, lockouts, locked_until FROM guard_failures \
+                 WHERE seq > $1 AND server <> $2 ORDER BY seq LIMIT $3",
+                &[&seen, &me, &limit],
+            )?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let Some(scope) = LockScope::parse(&r.get::<String>(1)?) else {
+                    continue;
+                };
+                let lock = match (r.get::<Option<u32>>(4)?, r.get::<Option<i64>>(5)?) {
+                    (Some(n), Some(until)) => Some((n, from_ms(until))),
+                    _ => None,
+                };
+                out.push((
+                    r.get(0)?,
+                    SharedFailure {
+                        scope,
+                        subject: r.get(2)?,
+                        at: from_ms(r.get(3)?),
+                        lock,
+                    },
+                ));
+            }
+            Ok(out)
+        })
+    }
+
+    /// The number of the newest shared failure: where a server starting now begins
+    /// to read (older failures it learns from the lock rows it loads).
+    pub fn newest_failure(&self) -> Result<i64, StoreError> {
+        self.with_db(|db| {
+            Ok(db
+                .query_one("SELECT COALESCE(max(seq), 0) FROM guard_failures", &[])?
+                .get(0)?)
+        })
+    }
+}
+
+/// Shares a failure counted on server `server` (the login writer, in its batch).
+pub(super) fn share(db: &mut dyn Db, f: &SharedFailure, server: &str) -> Result<(), DbError> {
+    db.execute(
+        "INSERT INTO guard_failures (scope, subject, at, lockouts, locked_until, server) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &f.scope.as_str(),
+            &f.subject,
+            &ms(f.at),
+            &f.lock.map(|(n, _)| n),
+            &f.lock.map(|(_, until)| ms(until)),
+            &server,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Deletes all but the newest [`KEPT_FAILURES`] shared failures.
+pub(super) fn prune_failures(db: &mut dyn Db) -> Result<u64, DbError> {
+    db.execute(
+        "DELETE FROM guard_failures WHERE seq <= (SELECT max(seq) FROM guard_failures) - $1",
+        &[&KEPT_FAILURES],
+    )
+}
+
 /// Records that a subject is locked until `locked_until` (its `lockouts`-th time): one
 /// row per scope and subject, written by the login writer.
 pub(super) fn upsert(db: &mut dyn Db, row: &LockoutRow) -> Result<(), DbError> {
@@ -134,6 +226,28 @@ mod tests {
             client: client.into(),
             updated_at: now(),
         }
+    }
+
+    #[test]
+    fn shared_failures_reach_the_other_servers_only() {
+        on_each_backend(|s| {
+            let other = s.another();
+            let start = other.newest_failure().unwrap();
+            let failure = SharedFailure {
+                scope: LockScope::Device,
+                subject: "AA:BB:CC:DD:EE:FF".into(),
+                at: now(),
+                lock: Some((1, now() + chrono::Duration::minutes(10))),
+            };
+            s.with_db(|db| Ok(share(db, &failure, s.instance())?))
+                .unwrap();
+            assert!(s.failures_since(0, 10).unwrap().is_empty(), "its own");
+            let got = other.failures_since(start, 10).unwrap();
+            assert_eq!(got.len(), 1, "{}", s.backend());
+            assert_eq!(got[0].1, failure);
+            assert!(other.failures_since(got[0].0, 10).unwrap().is_empty());
+            assert_eq!(other.newest_failure().unwrap(), got[0].0);
+        });
     }
 
     #[test]

@@ -16,7 +16,7 @@
 
 use super::batch::{BatchError, BatchWriter, each_in_savepoint};
 use super::facts::{BindOutcome, bind};
-use super::lockouts::LockoutRow;
+use super::lockouts::{LockoutRow, SharedFailure};
 use super::sql::{Db, DbError};
 use super::{Store, StoreError};
 use crate::model::Mac;
@@ -48,6 +48,8 @@ pub struct LoginWrite {
     pub check_in: Option<i64>,
     /// Guessing locks that started.
     pub locks: Vec<LockoutRow>,
+    /// Failures to share with the other servers on the database (PostgreSQL only).
+    pub failures: Vec<SharedFailure>,
     pub now: DateTime<Utc>,
     /// Still waiting for the write lock at this instant, the write is given up
     /// ([`BatchError::Busy`]).
@@ -117,6 +119,7 @@ impl LoginWriter {
             bind: None,
             check_in: None,
             locks: Vec::new(),
+            failures: Vec::new(),
             now: chrono::Utc::now(),
             deadline: Instant::now() + wait,
         };
@@ -187,7 +190,9 @@ fn run(
         }
         let started = Instant::now();
         let written = writer.commit(store, pending.len(), |db| {
-            each_in_savepoint(db, &pending, |db, job| apply(db, &job.write))
+            each_in_savepoint(db, &pending, |db, job| {
+                apply(db, &job.write, store.instance())
+            })
         });
         match written {
             Ok(results) => call(
@@ -212,7 +217,7 @@ fn run(
     }
 }
 
-fn apply(db: &mut dyn Db, w: &LoginWrite) -> Result<Written, DbError> {
+fn apply(db: &mut dyn Db, w: &LoginWrite, server: &str) -> Result<Written, DbError> {
     let mut out = Written::default();
     if let Some(b) = w.bind {
         let outcome = bind(db, b.token_id, b.mac, b.device_limit, w.now)?;
@@ -226,6 +231,9 @@ fn apply(db: &mut dyn Db, w: &LoginWrite) -> Result<Written, DbError> {
     }
     for row in &w.locks {
         super::lockouts::upsert(db, row)?;
+    }
+    for f in &w.failures {
+        super::lockouts::share(db, f, server)?;
     }
     Ok(out)
 }

@@ -36,7 +36,7 @@ pub use ledger::{
     AcctOutcome, AcctRecord, AcctStatus, LedgerError, LedgerWriter, OpenToken, SessionRow,
     TokenRef, UnmatchedRow,
 };
-pub use lockouts::{LockScope, LockoutRow};
+pub use lockouts::{LockScope, LockoutRow, SharedFailure};
 pub use login_writes::{Bind, LoginWrite, LoginWriter, WriteDone, Written};
 pub use people::VisitorTokenSettings;
 pub use platform::{Applied, SyncPass, SyncRow};
@@ -198,6 +198,17 @@ pub struct Store {
     facts_cache: cache::FactsCache,
     /// What the writers last found, and the writes they refused.
     health: health::Health,
+    /// This process among the servers sharing the database (host, pid and a random
+    /// part): who claimed a disconnect, who shared a failure.
+    instance: String,
+}
+
+/// A name for this process no other will have: host, pid, random.
+fn new_instance() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    format!("{host}/{}/{}", std::process::id(), &sql::new_uid()[..8])
 }
 
 impl Store {
@@ -250,6 +261,7 @@ impl Store {
             _keepalive: None,
             facts_cache: cache::FactsCache::new(Conn::Sqlite(probe)),
             health: health::Health::default(),
+            instance: new_instance(),
         })
     }
 
@@ -326,6 +338,7 @@ impl Store {
             _keepalive: None,
             facts_cache: cache::FactsCache::new(Conn::Postgres(Box::new(probe))),
             health: health::Health::default(),
+            instance: new_instance(),
         })
     }
 
@@ -357,7 +370,13 @@ impl Store {
             _keepalive: Some(Mutex::new(Conn::Sqlite(conn))),
             facts_cache: cache::FactsCache::new(Conn::Sqlite(probe)),
             health: health::Health::default(),
+            instance: new_instance(),
         })
+    }
+
+    /// This process's name among the servers sharing the database.
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// Whether the data is on PostgreSQL (shared with other servers).

@@ -267,7 +267,11 @@ pub fn transaction<T, E: From<DbError>>(
     kind: TxKind,
     f: impl FnOnce(&mut dyn Db) -> Result<T, E>,
 ) -> Result<T, E> {
-    db.begin(kind)?;
+    if let Err(e) = db.begin(kind) {
+        // Whatever BEGIN left behind (a transaction it opened before failing).
+        let _ = db.batch("ROLLBACK");
+        return Err(e.into());
+    }
     match f(db) {
         Ok(out) => match db.batch("COMMIT") {
             Ok(()) => Ok(out),

@@ -242,7 +242,26 @@ CREATE TRIGGER fact_changes_lock AFTER INSERT OR UPDATE OR DELETE ON guard_locks
     FOR EACH STATEMENT EXECUTE FUNCTION fact_changes_lock();
 "#;
 
-const MIGRATIONS: &[&str] = &[V1];
+/// As SQLite's V11: failures shared between servers, and disconnect claims. Each
+/// shared failure moves the change number, so the other servers read it before they
+/// admit their next attempt.
+const V2: &str = r#"
+CREATE TABLE guard_failures (
+    seq          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    scope        TEXT   NOT NULL,
+    subject      TEXT   NOT NULL,
+    at           BIGINT NOT NULL,
+    lockouts     BIGINT,
+    locked_until BIGINT,
+    server       TEXT   NOT NULL
+);
+CREATE TRIGGER fact_changes_failure AFTER INSERT ON guard_failures
+    FOR EACH STATEMENT EXECUTE FUNCTION fact_changes_lock();
+ALTER TABLE disconnects ADD COLUMN claimed_by TEXT;
+ALTER TABLE disconnects ADD COLUMN claimed_until BIGINT;
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// What `check-config` notes of the schema (nothing is changed): none yet, or older
 /// than this pinradius (`serve` migrates it), or newer (an error).

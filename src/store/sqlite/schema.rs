@@ -357,6 +357,26 @@ CREATE INDEX visitors_by_email ON visitors (business_id, lower(email)) WHERE ema
 CREATE INDEX customers_by_email ON customers (business_id, lower(email)) WHERE email IS NOT NULL;
 "#;
 
+/// Several servers on one database (issue 16): guessing failures each server shares
+/// with the others (`guard_failures`, read by every other server before it admits an
+/// attempt), and which server is sending a queued Disconnect-Request, until when
+/// (`claimed_by`, `claimed_until`: one sends it; another takes it over only if the
+/// first died). A single SQLite server writes neither but claims.
+const V11: &str = r#"
+CREATE TABLE guard_failures (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    scope        TEXT    NOT NULL,
+    subject      TEXT    NOT NULL,
+    at           INTEGER NOT NULL,
+    -- The lock this failure started on its server, if it started one.
+    lockouts     INTEGER,
+    locked_until INTEGER,
+    server       TEXT    NOT NULL
+) STRICT;
+ALTER TABLE disconnects ADD COLUMN claimed_by TEXT;
+ALTER TABLE disconnects ADD COLUMN claimed_until INTEGER;
+"#;
+
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(V1),
@@ -369,6 +389,7 @@ fn migrations() -> Migrations<'static> {
         M::up(V8),
         M::up(V9),
         M::up(V10),
+        M::up(V11),
     ])
 }
 

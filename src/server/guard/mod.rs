@@ -9,10 +9,12 @@
 //! store after; memory alone answers until the write is done, so a check racing the
 //! write never mistakes "not written yet" for "cleared by an admin".
 
+mod share;
+
 use crate::model::{LogSafe, Mac, MaskedCode, NasKey};
 use crate::policy::RejectReason;
 use crate::policy::lockout::{Admission, FailureRecord, GuardRules, LockoutRules};
-use crate::store::{LockScope, LockoutRow, Store, StoreError};
+use crate::store::{LockScope, LockoutRow, SharedFailure, Store, StoreError};
 use chrono::{DateTime, Utc};
 // foldhash, seeded per process: these maps are keyed by what senders choose.
 use foldhash::HashMap;
@@ -101,9 +103,11 @@ struct State {
     /// (business, lower-cased email).
     accounts: Scope<(i64, Box<str>)>,
     nases: Scope<NasId>,
-    /// NAS locks read from the store at start, by subject text, until their NAS is
-    /// seen again.
+    /// NAS locks read from the store at start (and failures other servers shared),
+    /// by subject text, until their NAS is seen here.
     loaded_nases: HashMap<Box<str>, Tracked>,
+    /// The NASes seen here by subject text, for the failures other servers share.
+    labels: HashMap<Box<str>, NasId>,
     server: Option<Tracked>,
 }
 
@@ -242,6 +246,8 @@ pub struct Guard {
     state: Mutex<State>,
     /// Seeds the hashes in [`NasId`].
     ids: foldhash::fast::RandomState,
+    /// The budgets shared with other servers on the same database.
+    sharing: share::Sharing,
 }
 
 /// Minutes from `now` to `until`, rounded up, at least 1 (for Reply-Messages).
@@ -260,7 +266,10 @@ impl Guard {
         rules: &GuardRules,
         now: DateTime<Utc>,
     ) -> Result<Guard, StoreError> {
-        let guard = Guard::default();
+        let guard = Guard {
+            sharing: share::Sharing::for_store(store)?,
+            ..Guard::default()
+        };
         let mut state = guard.state();
         for row in store.list_lockouts(None)? {
             let tracked = Tracked {
@@ -379,24 +388,37 @@ impl Guard {
         now: DateTime<Utc>,
     ) -> Vec<LockToSave> {
         let mut started = Vec::new();
+        let mut shared = Vec::new();
         {
             let mut state = self.state();
             for (scope, t) in ticket.places_with_scope(&mut state) {
-                if let Some(until) = rules.of(scope).settle(&mut t.record, counted, now) {
+                let lock = rules.of(scope).settle(&mut t.record, counted, now);
+                let subject = || match &t.label {
+                    Some(label) => label.to_string(),
+                    None => ticket.subject(scope),
+                };
+                if counted && self.shares() {
+                    shared.push(SharedFailure {
+                        scope,
+                        subject: subject(),
+                        at: now,
+                        lock: lock.map(|until| (t.record.lockouts, until)),
+                    });
+                }
+                if let Some(until) = lock {
+                    let subject = subject();
                     t.saved = false;
                     t.announced = true;
                     started.push(Started {
                         scope,
-                        subject: match &t.label {
-                            Some(label) => label.to_string(),
-                            None => ticket.subject(scope),
-                        },
+                        subject,
                         lockouts: t.record.lockouts,
                         until,
                     });
                 }
             }
         }
+        shared.into_iter().for_each(|f| self.share(f));
         started
             .into_iter()
             .map(|lock| {
@@ -540,6 +562,10 @@ fn admit_scopes(
         if let Some(loaded) = state.loaded_nases.remove(&label) {
             *t = loaded;
         }
+        if state.labels.len() >= 2 * MAX_TRACKED {
+            state.labels.clear();
+        }
+        state.labels.insert(label.clone(), nas);
         t.label = Some(label);
     }
     let subject = || charge.nas.to_string();
