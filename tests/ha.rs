@@ -417,3 +417,175 @@ fn stopped_sessions(schema: &Schema) -> std::collections::HashSet<String> {
     .join()
     .unwrap()
 }
+
+/// A TCP relay to the PostgreSQL test server that a test can cut (every connection
+/// reset, new ones refused) and restore: the database unreachable and back.
+struct Relay {
+    addr: SocketAddr,
+    on: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Relay {
+    fn to(upstream: SocketAddr) -> Relay {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let relay = Relay {
+            addr: listener.local_addr().unwrap(),
+            on: Arc::new(AtomicBool::new(true)),
+            open: Arc::default(),
+        };
+        let (on, open) = (relay.on.clone(), relay.open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if !on.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is closed at once
+                }
+                let Ok(server) = std::net::TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let mut open = open.lock().unwrap();
+                open.push(client.try_clone().unwrap());
+                open.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        relay
+    }
+
+    fn cut(&self) {
+        self.on.store(false, Ordering::SeqCst);
+        for s in self.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.on.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn the_database_unreachable_refuses_in_time_acknowledges_nothing_and_service_resumes() {
+    let Some(db) = shared("") else { return };
+    let server: postgres::Config = common::pg::server_url().unwrap().parse().unwrap();
+    let (host, port) = match (&server.get_hosts()[0], server.get_ports()[0]) {
+        (postgres::config::Host::Tcp(h), p) => (h.clone(), p),
+        other => panic!("a TCP test server: {other:?}"),
+    };
+    let relay = Relay::to(format!("{host}:{port}").parse().unwrap());
+    let via_relay = std::fs::read_to_string(&db.config)
+        .unwrap()
+        .replace(&format!("{host}:{port}"), &relay.addr.to_string());
+    std::fs::write(&db.config, &via_relay).unwrap();
+
+    // Unreachable at start: a clear error, naming the database, not a hang.
+    relay.cut();
+    let started = Instant::now();
+    let out = cli(&db.config, &["serve"]);
+    assert!(!out.status.success());
+    let said = stderr(&out);
+    assert!(
+        said.contains("database") && said.contains(&relay.addr.to_string()),
+        "{said}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    relay.restore();
+
+    create_token(&db.config, "48213", &[]);
+    let a = serve(&db.config);
+    let (bound, new) = ("02-00-00-00-00-01", "02-00-00-00-00-02");
+    assert_eq!(login(a.auth, "48213", bound), Answer::Accept);
+    assert_eq!(login(a.auth, "48213", bound), Answer::Accept, "cached");
+
+    relay.cut();
+    // The bound device is decided from memory; a first login needs the database and
+    // is refused in time; accounting is not acknowledged.
+    let started = Instant::now();
+    assert_eq!(login(a.auth, "48213", bound), Answer::Accept);
+    assert_eq!(
+        login(a.auth, "48213", new),
+        Answer::Reject("Wi-Fi login is briefly unavailable; please try again in a moment".into())
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        !account(a.acct, &accounting(1, "u1", "48213", 0, 1)),
+        "acknowledged"
+    );
+    a.wait_for_log("cannot be reached");
+
+    // Back: the same requests succeed, without a restart.
+    relay.restore();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while login(a.auth, "48213", new) != Answer::Accept {
+        assert!(Instant::now() < deadline, "service did not resume");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(account(a.acct, &accounting(1, "u1", "48213", 0, 2)));
+    assert!(account(a.acct, &accounting(2, "u1", "48213", 60, 3)));
+    assert_eq!(shown(&db.config, "48213")["used_seconds"], 60);
+}
+
+#[test]
+fn devices_racing_through_two_servers_for_one_simultaneous_use_place_one_wins() {
+    let budgets = "[lockout]\nclient_max_failures = 100000\nserver_max_failures = 100000\n";
+    let Some(db) = shared(budgets) else { return };
+    let (a, b) = (serve(&db.config), serve(&db.config));
+    for round in 0..5u32 {
+        let code = format!("{}", 30000 + round);
+        create_token(&db.config, &code, &["--user-limit", "1"]);
+        let answers: Vec<Answer> = std::thread::scope(|s| {
+            let racers: Vec<_> = (1..=20u32)
+                .map(|n| {
+                    let (to, code) = (if n % 2 == 0 { a.auth } else { b.auth }, &code);
+                    s.spawn(move || login(to, code, &mac(round << 8 | n)))
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let winners: Vec<u32> = (1..=20u32)
+            .zip(&answers)
+            .filter(|(_, a)| **a == Answer::Accept)
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: {answers:?}");
+        assert!(
+            answers.iter().all(|a| *a == Answer::Accept
+                || matches!(a, Answer::Reject(m) if m.contains("Simultaneous-use"))),
+            "round {round}: {answers:?}"
+        );
+        // The winner's session starts and ends (through the other server): the place
+        // is free again for another device.
+        let winner = mac(round << 8 | winners[0]);
+        let record = |status: u32, seconds: u32, id: u8| {
+            let mut r = PacketBuilder::with_message_authenticator(Code::AccountingRequest, id);
+            r.add_u32(attr::ACCT_STATUS_TYPE, status).unwrap();
+            r.add(attr::ACCT_SESSION_ID, format!("h{round}").as_bytes())
+                .unwrap();
+            r.add(attr::USER_NAME, code.as_bytes()).unwrap();
+            r.add(attr::CALLING_STATION_ID, winner.as_bytes()).unwrap();
+            if status == 2 {
+                r.add_u32(attr::ACCT_SESSION_TIME, seconds).unwrap();
+            }
+            r.finish_accounting_request(SECRET.as_bytes())
+        };
+        assert!(account(a.acct, &record(1, 0, 1)));
+        assert!(
+            matches!(login(b.auth, &code, &mac(round << 8 | 99)), Answer::Reject(m) if m.contains("Simultaneous-use"))
+        );
+        assert!(account(b.acct, &record(2, 30, 2)));
+        assert_eq!(login(b.auth, &code, &mac(round << 8 | 99)), Answer::Accept);
+    }
+}

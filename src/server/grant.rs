@@ -15,7 +15,7 @@ use crate::config::Client;
 use crate::metrics::ClientCounters;
 use crate::model::{Mac, MaskedCode, TokenOwner, TokenUsage};
 use crate::policy::{self, Grant, RejectReason};
-use crate::store::{BatchError, Bind, BindOutcome, LoginWrite, SharedToken, Written};
+use crate::store::{BatchError, Bind, BindOutcome, LoginHold, LoginWrite, SharedToken, Written};
 use chrono::{DateTime, Utc};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,12 +52,15 @@ pub(super) struct PendingGrant {
     grant: Grant,
     device: Option<Mac>,
     now: DateTime<Utc>,
+    /// The simultaneous-use place to hold in the database (servers sharing it).
+    hold: Option<LoginHold>,
 }
 
 impl PendingGrant {
     /// The writes, given up if still waiting for the write lock at `deadline`.
     pub(super) fn write(&self, deadline: Instant) -> LoginWrite {
         LoginWrite {
+            hold: self.hold,
             bind: self.grant.bind_device.map(|mac| Bind {
                 token_id: self.token.id,
                 mac,
@@ -89,21 +92,31 @@ pub(super) fn grant_login(
         Err(reason) => return Outcome::Reject(reason),
     };
     // Simultaneous use counts the sessions accounting opened and the places held by
-    // accepts whose accounting has not started yet (`holds.rs`).
-    if let Some(limit) = token.user_limit
-        && !ctx.holds.claim(
+    // accepts whose accounting has not started yet: in memory (`holds.rs`), or in
+    // the database when servers share it (taken by the login writer).
+    let mut hold = None;
+    if let Some(limit) = token.user_limit {
+        if ctx.store.is_shared() {
+            hold = Some(LoginHold {
+                token_id: token.id,
+                device,
+                limit,
+                stale_before: settings.rules.stale_before(now),
+                until: now + settings.login_hold,
+            });
+        } else if !ctx.holds.claim(
             token.id,
             device,
             limit,
             usage.open_sessions_elsewhere,
             now,
             settings.login_hold,
-        )
-    {
-        return Outcome::Reject(RejectReason::SimultaneousUseLimit { limit });
+        ) {
+            return Outcome::Reject(RejectReason::SimultaneousUseLimit { limit });
+        }
     }
     let checks_in = grant.check_in && matches!(owner, TokenOwner::Visitor { .. });
-    if grant.bind_device.is_some() || checks_in {
+    if grant.bind_device.is_some() || checks_in || hold.is_some() {
         return Outcome::Write(PendingGrant {
             token,
             owner,
@@ -111,6 +124,7 @@ pub(super) fn grant_login(
             grant,
             device,
             now,
+            hold,
         });
     }
     Outcome::Accept { token, grant }
@@ -133,7 +147,11 @@ fn complete_grant(
         mut grant,
         device,
         now,
+        hold,
     } = p;
+    if let (Some(h), Some(false)) = (hold, written.held) {
+        return Outcome::Reject(RejectReason::SimultaneousUseLimit { limit: h.limit });
+    }
     if let Some(mac) = grant.bind_device {
         match written.bound {
             Some(BindOutcome::LimitReached) => {

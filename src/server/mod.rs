@@ -217,6 +217,7 @@ impl Context {
             return;
         }
         let write = LoginWrite {
+            hold: None,
             bind: None,
             check_in: None,
             locks: locks.iter().map(|l| l.row.clone()).collect(),

@@ -112,7 +112,12 @@ impl BatchWriter {
         });
         let out = match out {
             Ok(out) => out,
-            Err(e) => return classify(&e).and_then(|s| refuse(s, true)),
+            Err(e) => {
+                if e.kind == DbErrorKind::Unreachable {
+                    health.set_reach(FileState::Unreachable);
+                }
+                return classify(&e).and_then(|s| refuse(s, true));
+            }
         };
         if prune {
             self.pruned = Instant::now();
@@ -124,6 +129,9 @@ impl BatchWriter {
             return refuse(after, false);
         }
         health.set_write(FileState::Fine);
+        if store.is_shared() {
+            health.set_reach(FileState::Fine);
+        }
         Ok(out)
     }
 }

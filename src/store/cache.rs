@@ -150,6 +150,12 @@ impl FactsCache {
         Ok(version)
     }
 
+    /// The version of the last finished probe, if any probe finished.
+    pub(super) fn last_version(&self) -> Option<i64> {
+        (self.last_number.load(Ordering::SeqCst) > 0)
+            .then(|| self.last_version.load(Ordering::SeqCst))
+    }
+
     fn fresh(&self, point: ReadPoint) -> Option<i64> {
         (self.last_number.load(Ordering::SeqCst) > point.0)
             .then(|| self.last_version.load(Ordering::SeqCst))

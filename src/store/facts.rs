@@ -36,7 +36,7 @@ impl Store {
         now: DateTime<Utc>,
         stale_before: DateTime<Utc>,
     ) -> Result<Option<(SharedToken, TokenOwner, TokenUsage)>, StoreError> {
-        let version = self.facts_cache.version_after(point, self)?;
+        let version = self.data_version(point)?;
         let facts = match self.facts_cache.get(version, business_id, code) {
             Some(hit) => hit,
             None => {

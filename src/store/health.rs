@@ -189,17 +189,27 @@ pub fn check_path(path: &Path) -> Result<Vec<String>, String> {
 #[derive(Debug, Default)]
 pub struct Health {
     file: AtomicU8,
+    /// Whether the database server (PostgreSQL) answered the last call of anyone:
+    /// `Fine` or `Unreachable` (always `Fine` for a file).
+    reach: AtomicU8,
     write: AtomicU8,
     refused: AtomicU64,
 }
 
 impl Health {
-    /// The file's problem if it has one, else the last write's.
+    /// The file's problem if it has one, else the database server's, else the last
+    /// write's.
     pub fn state(&self) -> FileState {
-        match FileState::from_u8(self.file.load(Ordering::Relaxed)) {
-            FileState::Fine => FileState::from_u8(self.write.load(Ordering::Relaxed)),
-            file => file,
-        }
+        [&self.file, &self.reach, &self.write]
+            .into_iter()
+            .map(|s| FileState::from_u8(s.load(Ordering::Relaxed)))
+            .find(|s| *s != FileState::Fine)
+            .unwrap_or(FileState::Fine)
+    }
+
+    /// Whether the database server answered (`Fine`) or could not be reached.
+    pub(super) fn set_reach(&self, state: FileState) {
+        self.reach.store(state as u8, Ordering::Relaxed);
     }
 
     /// What a look at the file found.

@@ -40,9 +40,23 @@ pub struct Bind {
     pub device_limit: Option<u32>,
 }
 
+/// A simultaneous-use place to hold (servers sharing the database): taken unless
+/// `limit` places are taken by other devices' open sessions (updated since
+/// `stale_before`) and holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Hold {
+    pub token_id: i64,
+    pub device: Option<Mac>,
+    pub limit: u32,
+    pub stale_before: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
 /// What one login (or one lock) needs written.
 #[derive(Debug, Clone)]
 pub struct LoginWrite {
+    /// Checked and taken first: a login refused for want of a place writes nothing.
+    pub hold: Option<Hold>,
     pub bind: Option<Bind>,
     /// A visitor to check in (first login), unless the bind found the limit reached.
     pub check_in: Option<i64>,
@@ -59,6 +73,8 @@ pub struct LoginWrite {
 /// What was written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Written {
+    /// Whether the place was held, when one was asked.
+    pub held: Option<bool>,
     pub bound: Option<BindOutcome>,
     /// The visitor's arrival that stands, when a check-in was asked.
     pub arrived_at: Option<DateTime<Utc>>,
@@ -116,6 +132,7 @@ impl LoginWriter {
     pub fn flush(&self, wait: Duration) -> bool {
         let (done, finished) = mpsc::channel();
         let marker = LoginWrite {
+            hold: None,
             bind: None,
             check_in: None,
             locks: Vec::new(),
@@ -219,10 +236,20 @@ fn run(
 
 fn apply(db: &mut dyn Db, w: &LoginWrite, server: &str) -> Result<Written, DbError> {
     let mut out = Written::default();
+    if let Some(h) = w.hold {
+        let held = super::holds::hold(db, &h, w.now)?;
+        out.held = Some(held);
+        if !held {
+            return Ok(out);
+        }
+    }
     if let Some(b) = w.bind {
         let outcome = bind(db, b.token_id, b.mac, b.device_limit, w.now)?;
         out.bound = Some(outcome);
         if outcome == BindOutcome::LimitReached {
+            if let Some(h) = w.hold {
+                super::holds::release(db, h.token_id, h.device)?;
+            }
             return Ok(out);
         }
     }

@@ -14,6 +14,7 @@ mod cache;
 mod disconnects;
 mod facts;
 pub mod health;
+mod holds;
 mod ledger;
 mod lockouts;
 mod login_writes;
@@ -37,7 +38,7 @@ pub use ledger::{
     TokenRef, UnmatchedRow,
 };
 pub use lockouts::{LockScope, LockoutRow, SharedFailure};
-pub use login_writes::{Bind, LoginWrite, LoginWriter, WriteDone, Written};
+pub use login_writes::{Bind, Hold as LoginHold, LoginWrite, LoginWriter, WriteDone, Written};
 pub use people::VisitorTokenSettings;
 pub use platform::{Applied, SyncPass, SyncRow};
 pub use platform_people::{PlatformMember, PlatformVisitor};
@@ -393,8 +394,19 @@ impl Store {
     /// The database's version as of a probe started after `point`: it moves with
     /// every commit that may change a login's facts, so equal versions mean nothing
     /// changed.
+    ///
+    /// With the database server unreachable (PostgreSQL), the last version read: what
+    /// memory holds as of it still decides logins that need nothing more (a device
+    /// bound to a code whose facts are cached), and the rest are refused in time.
     pub fn data_version(&self, point: ReadPoint) -> Result<i64, StoreError> {
-        self.facts_cache.version_after(point, self)
+        let result = self.facts_cache.version_after(point, self);
+        self.note_reach(&result);
+        match result {
+            Err(e) if self.is_shared() && e.db_kind() == Some(DbErrorKind::Unreachable) => {
+                self.facts_cache.last_version().ok_or(e)
+            }
+            other => other,
+        }
     }
 
     /// Whether the file at the database's path is still the one opened, and
@@ -449,9 +461,10 @@ impl Store {
         let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut conn = match pooled {
             Some(c) => c,
-            None => self.connect()?,
+            None => self.connect().inspect_err(|e| self.note_unreachable(e))?,
         };
         let result = f(conn.db());
+        self.note_reach(&result);
         if conn.reusable() {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             if idle.len() < IDLE_CONNECTIONS {
@@ -459,6 +472,22 @@ impl Store {
             }
         }
         result.map_err(|e| self.located(e))
+    }
+
+    /// Records whether the database server answered (PostgreSQL: an unreachable
+    /// server refuses logins in time and acknowledges no accounting until it is back).
+    fn note_reach<T>(&self, result: &Result<T, StoreError>) {
+        match result {
+            Ok(_) if self.is_shared() => self.health.set_reach(health::FileState::Fine),
+            Ok(_) => {}
+            Err(e) => self.note_unreachable(e),
+        }
+    }
+
+    fn note_unreachable(&self, e: &StoreError) {
+        if self.is_shared() && e.db_kind() == Some(DbErrorKind::Unreachable) {
+            self.health.set_reach(health::FileState::Unreachable);
+        }
     }
 
     /// Runs `f` in a read transaction: its reads agree with each other.

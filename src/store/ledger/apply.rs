@@ -24,6 +24,16 @@ const SLACK_MS: i64 = 1_000;
 
 /// Applies one record. Idempotent: applying it again changes nothing.
 pub(in crate::store) fn apply(db: &mut dyn Db, r: &AcctRecord) -> Result<AcctOutcome, DbError> {
+    let outcome = apply_record(db, r)?;
+    if let AcctOutcome::Recorded { token, .. } = outcome {
+        // The device's session counts from now on: the place its login held is given
+        // up (held in the database when servers share it; empty otherwise).
+        super::super::holds::release(db, token, r.mac)?;
+    }
+    Ok(outcome)
+}
+
+fn apply_record(db: &mut dyn Db, r: &AcctRecord) -> Result<AcctOutcome, DbError> {
     if let Some((reason, detail)) = &r.problem {
         return unmatched(db, r, reason, detail);
     }

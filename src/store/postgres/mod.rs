@@ -31,6 +31,10 @@ pub(super) const WRITE_LOCK: &str = "pg_advisory_xact_lock(1885957746, hashtext(
 /// How long a write transaction waits for another's write lock, by default.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 
+/// How long an unanswered database server counts as alive (keepalive and
+/// unacknowledged-data limits).
+const DEAD_PEER: Duration = Duration::from_secs(5);
+
 /// How long a connection attempt may take before the database counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -57,6 +61,15 @@ impl PgDb {
         }
         if config.get_application_name().is_none() {
             config.application_name("pinradius");
+        }
+        // A server gone without a word (a cable, a firewall) is noticed in seconds,
+        // not after the system's TCP timeouts of many minutes.
+        config.keepalives(true);
+        if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+            config.keepalives_idle(DEAD_PEER);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(DEAD_PEER);
         }
         let client = off_runtime(move || config.connect(NoTls)).map_err(classify)?;
         let mut db = PgDb {

@@ -242,7 +242,8 @@ CREATE TRIGGER fact_changes_lock AFTER INSERT OR UPDATE OR DELETE ON guard_locks
     FOR EACH STATEMENT EXECUTE FUNCTION fact_changes_lock();
 "#;
 
-/// As SQLite's V11: failures shared between servers, and disconnect claims. Each
+/// As SQLite's V11: failures shared between servers, disconnect claims and
+/// simultaneous-use holds. Each
 /// shared failure moves the change number, so the other servers read it before they
 /// admit their next attempt.
 const V2: &str = r#"
@@ -259,6 +260,12 @@ CREATE TRIGGER fact_changes_failure AFTER INSERT ON guard_failures
     FOR EACH STATEMENT EXECUTE FUNCTION fact_changes_lock();
 ALTER TABLE disconnects ADD COLUMN claimed_by TEXT;
 ALTER TABLE disconnects ADD COLUMN claimed_until BIGINT;
+CREATE TABLE login_holds (
+    token_id BIGINT NOT NULL REFERENCES access_tokens(id) ON DELETE CASCADE,
+    holder   TEXT   NOT NULL,
+    until    BIGINT NOT NULL,
+    PRIMARY KEY (token_id, holder)
+);
 "#;
 
 const MIGRATIONS: &[&str] = &[V1, V2];

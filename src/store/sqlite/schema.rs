@@ -361,7 +361,8 @@ CREATE INDEX customers_by_email ON customers (business_id, lower(email)) WHERE e
 /// with the others (`guard_failures`, read by every other server before it admits an
 /// attempt), and which server is sending a queued Disconnect-Request, until when
 /// (`claimed_by`, `claimed_until`: one sends it; another takes it over only if the
-/// first died). A single SQLite server writes neither but claims.
+/// first died), and simultaneous-use holds (`login_holds`). A single SQLite server
+/// uses the claims only.
 const V11: &str = r#"
 CREATE TABLE guard_failures (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -375,6 +376,15 @@ CREATE TABLE guard_failures (
 ) STRICT;
 ALTER TABLE disconnects ADD COLUMN claimed_by TEXT;
 ALTER TABLE disconnects ADD COLUMN claimed_until INTEGER;
+-- Simultaneous-use places held by accepts whose accounting has not started, when
+-- servers share the database (one server keeps them in memory): `holder` is the
+-- device, or a value of its own for a login without one.
+CREATE TABLE login_holds (
+    token_id INTEGER NOT NULL REFERENCES access_tokens(id) ON DELETE CASCADE,
+    holder   TEXT    NOT NULL,
+    until    INTEGER NOT NULL,
+    PRIMARY KEY (token_id, holder)
+) STRICT, WITHOUT ROWID;
 "#;
 
 fn migrations() -> Migrations<'static> {
