@@ -391,9 +391,11 @@ pub(super) fn classify(e: postgres::Error) -> DbError {
         Some(_) => DbErrorKind::Other,
     };
     // The server's own words (its message names the constraint or the column).
-    let message = match e.as_db_error() {
-        Some(db) => db.message().to_string(),
-        None => e.to_string(),
+    let message = match (e.as_db_error(), std::error::Error::source(&e)) {
+        (Some(db), _) => db.message().to_string(),
+        // "error connecting to server" alone does not say why.
+        (None, Some(cause)) => format!("{e}: {cause}"),
+        (None, None) => e.to_string(),
     };
     DbError { kind, message }
 }
