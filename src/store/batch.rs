@@ -136,6 +136,33 @@ impl BatchWriter {
     }
 }
 
+impl BatchWriter {
+    /// Commits `apply` of each of `jobs` in one transaction; each job's result, or its
+    /// own failure. First all in a row, with nothing between them: a savepoint per job
+    /// would cost two more round trips each on PostgreSQL (measured: 5 instead of 3
+    /// per accounting record). Should one job fail on its own (a constraint: its token
+    /// deleted meanwhile), nothing was committed and the batch runs again with a
+    /// savepoint per job ([`each_in_savepoint`]), so that job fails alone.
+    pub(super) fn commit_each<J, T>(
+        &mut self,
+        store: &Store,
+        jobs: &[J],
+        apply: impl Fn(&mut dyn Db, &J) -> Result<T, DbError>,
+    ) -> Result<Vec<Result<T, String>>, BatchError> {
+        let all = self.commit(store, jobs.len(), |db| {
+            jobs.iter()
+                .map(|job| apply(db, job).map(Ok))
+                .collect::<Result<Vec<_>, DbError>>()
+        });
+        match all {
+            Err(BatchError::Failed(_)) => {
+                self.commit(store, jobs.len(), |db| each_in_savepoint(db, jobs, &apply))
+            }
+            other => other,
+        }
+    }
+}
+
 /// Applies each of `jobs` in a savepoint of its own, so one that fails (a constraint:
 /// its token deleted meanwhile) rolls back alone and is returned as its `Err`; a
 /// failure that concerns the whole batch ([`DbError::aborts_batch`]) gives it all up.
@@ -206,6 +233,37 @@ mod tests {
             );
             holder.join().unwrap();
             assert_eq!(writer.commit(s, 1, insert), Ok(1), "{}", s.backend());
+        });
+    }
+
+    /// A job that fails on its own fails alone: the others of its batch commit.
+    #[test]
+    fn one_failing_job_fails_alone() {
+        on_each_backend(|s| {
+            let mut writer = BatchWriter::connect(s, None).unwrap();
+            let results = writer
+                .commit_each(s, &["a", "a", "b"], |db, subject| {
+                    db.execute(
+                        "INSERT INTO guard_locks (scope, subject, lockouts, locked_until, client, updated_at) \
+                         VALUES ('server', $1, 1, 0, 'nas', 0)",
+                        &[subject],
+                    )
+                })
+                .unwrap();
+            assert!(
+                results[0].is_ok() && results[2].is_ok(),
+                "{}: {results:?}",
+                s.backend()
+            );
+            assert!(results[1].is_err(), "the second 'a' breaks the primary key");
+            let kept: i64 = s
+                .with_db(|db| {
+                    Ok(db
+                        .query_one("SELECT count(*) FROM guard_locks", &[])?
+                        .get(0)?)
+                })
+                .unwrap();
+            assert_eq!(kept, 2);
         });
     }
 }

@@ -14,7 +14,7 @@
 //! is refused in time for the NAS to hear it) and commits the rest the moment the lock
 //! frees.
 
-use super::batch::{BatchError, BatchWriter, each_in_savepoint};
+use super::batch::{BatchError, BatchWriter};
 use super::facts::{BindOutcome, bind};
 use super::lockouts::{LockoutRow, SharedFailure};
 use super::sql::{Db, DbError};
@@ -206,10 +206,8 @@ fn run(
             continue;
         }
         let started = Instant::now();
-        let written = writer.commit(store, pending.len(), |db| {
-            each_in_savepoint(db, &pending, |db, job| {
-                apply(db, &job.write, store.instance())
-            })
+        let written = writer.commit_each(store, &pending, |db, job| {
+            apply(db, &job.write, store.instance())
         });
         match written {
             Ok(results) => call(

@@ -16,7 +16,7 @@ mod tests;
 
 pub use reaping::OpenToken;
 
-use super::batch::{BatchError, BatchWriter, each_in_savepoint};
+use super::batch::{BatchError, BatchWriter};
 use super::sql::{DbError, Row};
 use super::{Store, StoreError, from_ms, ms};
 use crate::model::Mac;
@@ -210,9 +210,7 @@ fn run_writer(store: &Store, mut writer: BatchWriter, jobs: Receiver<Job>) {
         }
         // Nothing is acknowledged that is not on disk: a record whose own write
         // failed is refused alone, a batch that was not committed all of it.
-        let written = writer.commit(store, batch.len(), |db| {
-            each_in_savepoint(db, &batch, |db, job| apply(db, &job.record))
-        });
+        let written = writer.commit_each(store, &batch, |db, job| apply(db, &job.record));
         let results = match written {
             Ok(results) => results
                 .into_iter()

@@ -149,15 +149,11 @@ impl Db for PgDb {
         match kind {
             // One snapshot for all the reads, as SQLite's read transaction gives.
             TxKind::Read => self.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+            // Waiting for the lock may time out (`lock_timeout`): the transaction is
+            // then aborted, and `sql::transaction` rolls it back.
             TxKind::Write => {
                 self.batch("BEGIN")?;
-                // Waiting for the lock may time out (`lock_timeout`): the transaction
-                // is then aborted, and must not stay open on this connection.
-                if let Err(e) = self.batch(&format!("SELECT {WRITE_LOCK}")) {
-                    let _ = self.batch("ROLLBACK");
-                    return Err(e);
-                }
-                Ok(())
+                self.batch(&format!("SELECT {WRITE_LOCK}"))
             }
         }
     }
