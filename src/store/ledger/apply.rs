@@ -22,13 +22,17 @@ use super::{AcctOutcome, AcctRecord, AcctStatus, TokenRef};
 /// session was closed or last updated.
 const SLACK_MS: i64 = 1_000;
 
-/// Applies one record. Idempotent: applying it again changes nothing.
-pub(in crate::store) fn apply(db: &mut dyn Db, r: &AcctRecord) -> Result<AcctOutcome, DbError> {
+/// Applies one record. Idempotent: applying it again changes nothing. With
+/// `shared_holds` (servers sharing the database hold simultaneous-use places there),
+/// the device's place is given up: its session counts from now on.
+pub(in crate::store) fn apply(
+    db: &mut dyn Db,
+    r: &AcctRecord,
+    shared_holds: bool,
+) -> Result<AcctOutcome, DbError> {
     let outcome = apply_record(db, r)?;
-    if let AcctOutcome::Recorded { token, .. } = outcome {
-        // The device's session counts from now on: the place its login held is given
-        // up (held in the database when servers share it; empty otherwise).
-        super::super::holds::release(db, token, r.mac)?;
+    if let (true, AcctOutcome::Recorded { token, .. }) = (shared_holds, &outcome) {
+        super::super::holds::release(db, *token, r.mac)?;
     }
     Ok(outcome)
 }

@@ -210,7 +210,8 @@ fn run_writer(store: &Store, mut writer: BatchWriter, jobs: Receiver<Job>) {
         }
         // Nothing is acknowledged that is not on disk: a record whose own write
         // failed is refused alone, a batch that was not committed all of it.
-        let written = writer.commit_each(store, &batch, |db, job| apply(db, &job.record));
+        let shared = store.is_shared();
+        let written = writer.commit_each(store, &batch, |db, job| apply(db, &job.record, shared));
         let results = match written {
             Ok(results) => results
                 .into_iter()
@@ -317,7 +318,7 @@ impl Store {
 
     /// Applies one record directly (no writer thread): for tests and tools.
     pub fn apply_accounting(&self, record: &AcctRecord) -> Result<AcctOutcome, StoreError> {
-        self.write(|db| Ok(apply(db, record)?))
+        self.write(|db| Ok(apply(db, record, self.is_shared())?))
     }
 
     pub fn list_sessions(&self, open_only: bool) -> Result<Vec<SessionRow>, StoreError> {
