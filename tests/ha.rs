@@ -501,16 +501,25 @@ fn the_database_unreachable_refuses_in_time_acknowledges_nothing_and_service_res
     relay.restore();
 
     create_token(&db.config, "48213", &[]);
+    // A code with a simultaneous-use limit holds its places in the database.
+    create_token(&db.config, "48214", &["--user-limit", "2"]);
     let a = serve(&db.config);
     let (bound, new) = ("02-00-00-00-00-01", "02-00-00-00-00-02");
-    assert_eq!(login(a.auth, "48213", bound), Answer::Accept);
-    assert_eq!(login(a.auth, "48213", bound), Answer::Accept, "cached");
+    for code in ["48213", "48214"] {
+        assert_eq!(login(a.auth, code, bound), Answer::Accept);
+        assert_eq!(login(a.auth, code, bound), Answer::Accept, "cached");
+    }
 
     relay.cut();
     // The bound device is decided from memory; a first login needs the database and
     // is refused in time; accounting is not acknowledged.
     let started = Instant::now();
     assert_eq!(login(a.auth, "48213", bound), Answer::Accept);
+    assert_eq!(
+        login(a.auth, "48214", bound),
+        Answer::Accept,
+        "held in memory meanwhile"
+    );
     assert_eq!(
         login(a.auth, "48213", new),
         Answer::Reject("Wi-Fi login is briefly unavailable; please try again in a moment".into())

@@ -96,7 +96,10 @@ pub(super) fn grant_login(
     // the database when servers share it (taken by the login writer).
     let mut hold = None;
     if let Some(limit) = token.user_limit {
-        if ctx.store.is_shared() {
+        // While the database cannot be reached, the place is held in memory: a login
+        // that needs nothing else is decided without it.
+        let reachable = ctx.store.health().state() != crate::store::health::FileState::Unreachable;
+        if ctx.store.is_shared() && reachable {
             hold = Some(LoginHold {
                 token_id: token.id,
                 device,
@@ -183,6 +186,13 @@ fn complete_grant(
                 },
                 Err(reason) => {
                     ctx.holds.release(token.id, device);
+                    if hold.is_some() {
+                        // The place the writer held in the database goes too.
+                        if let Err(e) = ctx.store.release_hold(token.id, device) {
+                            tracing::warn!(error = %e, token = token.id,
+                                "could not give up a simultaneous-use place; it ends by itself");
+                        }
+                    }
                     return Outcome::Reject(reason);
                 }
             };

@@ -216,6 +216,7 @@ impl Context {
         if locks.is_empty() && failures.is_empty() && then.is_none() {
             return;
         }
+        let unshared = failures.clone();
         let write = LoginWrite {
             hold: None,
             bind: None,
@@ -231,8 +232,15 @@ impl Context {
             Box::new(move |written| {
                 match written {
                     Ok(_) => locks.iter().for_each(|l| ctx.guard.saved(l)),
-                    Err(e) => tracing::error!(error = %e,
-                        "could not persist a lock; it holds in memory until a restart"),
+                    Err(e) => {
+                        // Shared failures go with the next write instead: the other
+                        // servers still learn of them.
+                        unshared.into_iter().for_each(|f| ctx.guard.share(f));
+                        if !locks.is_empty() {
+                            tracing::error!(error = %e,
+                                "could not persist a lock; it holds in memory until a restart");
+                        }
+                    }
                 }
                 if let Some(then) = then {
                     then();

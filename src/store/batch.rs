@@ -95,8 +95,11 @@ impl BatchWriter {
             Ok(c) => self.conn.insert(c),
             Err(e) => {
                 return match e.db_kind() {
-                    Some(DbErrorKind::Unreachable) | None => refuse(FileState::Unreachable, true),
-                    Some(_) => Err(BatchError::Failed(e.to_string())),
+                    Some(DbErrorKind::Unreachable) | None if store.is_shared() => {
+                        health.set_reach(FileState::Unreachable);
+                        refuse(FileState::Unreachable, true)
+                    }
+                    _ => Err(BatchError::Failed(e.to_string())),
                 };
             }
         };
@@ -113,7 +116,7 @@ impl BatchWriter {
         let out = match out {
             Ok(out) => out,
             Err(e) => {
-                if e.kind == DbErrorKind::Unreachable {
+                if e.kind == DbErrorKind::Unreachable && store.is_shared() {
                     health.set_reach(FileState::Unreachable);
                 }
                 return classify(&e).and_then(|s| refuse(s, true));
@@ -190,7 +193,9 @@ fn classify(e: &DbError) -> Result<FileState, BatchError> {
         DbErrorKind::Full => Ok(FileState::Full),
         DbErrorKind::ReadOnly => Ok(FileState::ReadOnly),
         DbErrorKind::Unreachable => Ok(FileState::Unreachable),
-        DbErrorKind::Constraint | DbErrorKind::Other => Err(BatchError::Failed(e.to_string())),
+        DbErrorKind::Constraint | DbErrorKind::Io | DbErrorKind::Other => {
+            Err(BatchError::Failed(e.to_string()))
+        }
     }
 }
 
@@ -265,5 +270,26 @@ mod tests {
                 .unwrap();
             assert_eq!(kept, 2);
         });
+    }
+
+    /// On a single SQLite server, an I/O error fails its batch and leaves no state
+    /// behind (the database server's reachability is PostgreSQL's alone).
+    #[test]
+    fn an_io_error_fails_the_batch_and_leaves_no_state() {
+        let (_dir, s) = {
+            let dir = tempfile::tempdir().unwrap();
+            let s = Store::open(&dir.path().join("t.db")).unwrap();
+            (dir, s)
+        };
+        let mut writer = BatchWriter::connect(&s, None).unwrap();
+        let io = DbError {
+            kind: DbErrorKind::Io,
+            message: "disk I/O error".into(),
+        };
+        assert!(matches!(
+            writer.commit(&s, 1, |_| Err::<(), _>(io.clone())),
+            Err(BatchError::Failed(_))
+        ));
+        assert_eq!(s.health().state(), FileState::Fine);
     }
 }

@@ -104,7 +104,9 @@ impl Store {
     /// Forgets that `mac` is bound to the token (a phone that changed its MAC address
     /// frees its place). False when it was not bound.
     pub fn unbind_device(&self, token_id: i64, mac: Mac) -> Result<bool, StoreError> {
-        self.with_db(|db| {
+        // A write transaction: the write lock first, then the rows (a change
+        // trigger asking for it after would deadlock with another server's writer).
+        self.write(|db| {
             let n = db.execute(
                 "DELETE FROM device_bindings WHERE token_id = $1 AND mac = $2",
                 &[&token_id, &mac.to_string()],

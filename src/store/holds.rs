@@ -41,6 +41,18 @@ pub(super) fn hold(db: &mut dyn Db, h: &LoginHold, now: DateTime<Utc>) -> Result
     Ok(true)
 }
 
+impl super::Store {
+    /// Gives up `device`'s place on the token in the database (a login refused after
+    /// its place was held).
+    pub fn release_hold(
+        &self,
+        token_id: i64,
+        device: Option<Mac>,
+    ) -> Result<(), super::StoreError> {
+        self.write(|db| Ok(release(db, token_id, device)?))
+    }
+}
+
 /// Gives up `device`'s place on the token (its session opened, or it was refused).
 pub(super) fn release(db: &mut dyn Db, token_id: i64, device: Option<Mac>) -> Result<(), DbError> {
     if let Some(mac) = device {

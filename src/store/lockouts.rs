@@ -85,7 +85,9 @@ impl Store {
         subject: Option<&str>,
         client: Option<&str>,
     ) -> Result<usize, StoreError> {
-        self.with_db(|db| {
+        // A write transaction: the write lock first, then the rows (a change
+        // trigger asking for it after would deadlock with another server's writer).
+        self.write(|db| {
             let n = db.execute(
                 "DELETE FROM guard_locks WHERE scope = $1 AND (CAST($2 AS TEXT) IS NULL OR subject = $2) AND (CAST($3 AS TEXT) IS NULL OR client = $3)",
                 &[&scope.as_str(), &subject, &client],

@@ -194,6 +194,9 @@ pub enum DbErrorKind {
     Constraint,
     /// The connection to the database server is lost or could not be made.
     Unreachable,
+    /// The file could not be read or written (an I/O error of SQLite's): the whole
+    /// batch fails, as before there were two backends.
+    Io,
     Other,
 }
 

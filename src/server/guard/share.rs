@@ -130,8 +130,9 @@ impl Guard {
         Ok(())
     }
 
-    /// Queues a counted failure to share (nothing when not shared).
-    pub(super) fn share(&self, f: SharedFailure) {
+    /// Queues a counted failure to share (nothing when not shared): from the guard's
+    /// settle, or again when the write that carried it failed.
+    pub fn share(&self, f: SharedFailure) {
         if self.sharing.on {
             self.sharing
                 .outbox

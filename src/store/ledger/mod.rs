@@ -340,7 +340,9 @@ impl Store {
         at: DateTime<Utc>,
         closed_by: &str,
     ) -> Result<bool, StoreError> {
-        self.with_db(|db| {
+        // A write transaction: the write lock first, then the rows (a change
+        // trigger asking for it after would deadlock with another server's writer).
+        self.write(|db| {
             let n = db.execute(
                 "UPDATE sessions SET stopped_at = $2, closed_by = $3 WHERE id = $1 AND stopped_at IS NULL",
                 &[&id, &ms(at), &closed_by],
@@ -357,7 +359,9 @@ impl Store {
         cutoff: DateTime<Utc>,
         at: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
-        self.with_db(|db| {
+        // A write transaction: the write lock first, then the rows (a change
+        // trigger asking for it after would deadlock with another server's writer).
+        self.write(|db| {
             let n = db.execute(
                 "UPDATE sessions SET stopped_at = $2, closed_by = 'stale' WHERE stopped_at IS NULL AND updated_at < $1",
                 &[&ms(cutoff), &ms(at)],

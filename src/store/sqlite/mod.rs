@@ -159,7 +159,7 @@ pub(super) fn classify(e: rusqlite::Error) -> DbError {
         Some(ErrorCode::DiskFull) => DbErrorKind::Full,
         Some(ErrorCode::ReadOnly) => DbErrorKind::ReadOnly,
         Some(ErrorCode::ConstraintViolation) => DbErrorKind::Constraint,
-        Some(ErrorCode::SystemIoFailure | ErrorCode::CannotOpen) => DbErrorKind::Unreachable,
+        Some(ErrorCode::SystemIoFailure | ErrorCode::CannotOpen) => DbErrorKind::Io,
         _ => DbErrorKind::Other,
     };
     DbError {
