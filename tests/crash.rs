@@ -110,13 +110,7 @@ fn sigkill_during_accounting_burst_loses_no_acknowledged_record() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    let lost: Vec<&String> = acked.iter().filter(|s| !stored.contains(*s)).collect();
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged records lost, e.g. {:?}",
-        lost.len(),
-        &lost[..lost.len().min(5)]
-    );
+    common::assert_none_lost(&acked, &stored);
     let integrity: String = db
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();

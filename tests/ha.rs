@@ -377,13 +377,7 @@ fn sigkill_of_one_server_during_an_accounting_burst_loses_nothing_acknowledged()
         acked.len()
     );
     let stored = stopped_sessions(&db.schema);
-    let lost: Vec<&String> = acked.iter().filter(|s| !stored.contains(*s)).collect();
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged records lost, e.g. {:?}",
-        lost.len(),
-        &lost[..lost.len().min(5)]
-    );
+    common::assert_none_lost(&acked, &stored);
     // A starts again on the same database and the ledger adds up.
     let a = serve(&db.config);
     assert!(account(a.acct, &accounting(2, "after", "12345", 1, 1)));

@@ -104,7 +104,9 @@ impl Store {
         self.with_db(|db| Ok(queue_sessions(db, "id = $1", session_id, reason, now)? == 1))
     }
 
-    /// Disconnects not yet finished, oldest first.
+    /// Disconnects not yet finished, oldest first (the server claims them instead:
+    /// [`Store::claim_disconnects`]).
+    #[cfg(test)]
     pub fn pending_disconnects(&self, limit: usize) -> Result<Vec<DisconnectRow>, StoreError> {
         self.disconnect_rows("WHERE finished_at IS NULL ORDER BY id", limit)
     }

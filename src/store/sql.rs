@@ -133,17 +133,6 @@ impl FromValue for bool {
     }
 }
 
-impl FromValue for f64 {
-    fn from_value(v: &Value) -> Option<Self> {
-        match v {
-            Value::Real(f) => Some(*f),
-            #[allow(clippy::cast_precision_loss)]
-            Value::Int(i) => Some(*i as f64),
-            _ => None,
-        }
-    }
-}
-
 impl FromValue for String {
     fn from_value(v: &Value) -> Option<Self> {
         match v {

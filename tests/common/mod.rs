@@ -301,3 +301,15 @@ pub fn radclient_send_within(
 pub fn openssl() -> Option<PathBuf> {
     required_peer(find_program(&["openssl"]), "openssl", "openssl")
 }
+
+/// Asserts that every acknowledged record (by Acct-Session-Id) is among `stored`: a
+/// server killed mid-burst lost nothing it acknowledged.
+pub fn assert_none_lost(acked: &[String], stored: &std::collections::HashSet<String>) {
+    let lost: Vec<&String> = acked.iter().filter(|s| !stored.contains(*s)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged records lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+}

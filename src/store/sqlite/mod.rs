@@ -17,6 +17,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection to the database file.
 pub struct SqliteDb {
     conn: Connection,
+    /// Each statement's text as SQLite reads it ([`placeholders`]), made once per
+    /// text and connection rather than on every call (a login's or a record's writes).
+    texts: std::collections::HashMap<String, String>,
 }
 
 impl std::fmt::Debug for SqliteDb {
@@ -41,7 +44,10 @@ impl SqliteDb {
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA mmap_size=268435456;",
         )
         .map_err(classify)?;
-        Ok(SqliteDb { conn })
+        Ok(SqliteDb {
+            conn,
+            texts: std::collections::HashMap::new(),
+        })
     }
 
     /// How long this connection waits for another's write lock.
@@ -65,12 +71,25 @@ impl SqliteDb {
     }
 }
 
+/// Statement texts kept per connection at most (the store's are a fixed set).
+const TEXTS: usize = 1024;
+
+impl SqliteDb {
+    /// The prepared statement of `sql`, its placeholders rewritten once per text.
+    fn prepare(&mut self, sql: &str) -> Result<rusqlite::CachedStatement<'_>, DbError> {
+        if !self.texts.contains_key(sql) {
+            if self.texts.len() >= TEXTS {
+                self.texts.clear();
+            }
+            self.texts.insert(sql.to_string(), placeholders(sql));
+        }
+        self.conn.prepare_cached(&self.texts[sql]).map_err(classify)
+    }
+}
+
 impl Db for SqliteDb {
     fn execute(&mut self, sql: &str, args: &Args<'_>) -> Result<u64, DbError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&placeholders(sql))
-            .map_err(classify)?;
+        let mut stmt = self.prepare(sql)?;
         let n = stmt
             .execute(rusqlite::params_from_iter(
                 args.iter().map(|a| Bound(a.value())),
@@ -80,10 +99,7 @@ impl Db for SqliteDb {
     }
 
     fn query(&mut self, sql: &str, args: &Args<'_>) -> Result<Vec<Row>, DbError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&placeholders(sql))
-            .map_err(classify)?;
+        let mut stmt = self.prepare(sql)?;
         let width = stmt.column_count();
         let mut rows = stmt
             .query(rusqlite::params_from_iter(
